@@ -203,3 +203,19 @@ pub struct Message {
     /// Optional variant label for A/B reporting (default: index in the file).
     pub label: String,
 }
+
+/// The variables a message template may use. The timing engine renders with exactly
+/// these (strict undefined); `attrs` is a map of the member's free attributes
+/// (`{{ attrs.tier }}`). `almanac check` rejects references to anything else.
+pub const TEMPLATE_FIELDS: &[&str] = &[
+    "name",
+    "external_id",
+    "city",
+    "city_zh",
+    "province",
+    "province_zh",
+    "country",
+    "lang",
+    "local_date",
+    "attrs",
+];
