@@ -62,3 +62,39 @@ impl LogChannel {
         out.flush().map_err(|error| Error::Connect(error.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_json_line_per_push() {
+        let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let channel = LogChannel::with_writer(buffer.clone());
+        let due = DateTime::parse_from_rfc3339("2027-09-14T02:00:00Z").unwrap().to_utc();
+        let send = ClaimedSend {
+            id: 1,
+            campaign_id: "autumn".into(),
+            occurrence: "2027-09-14".into(),
+            member_id: 9,
+            external_id: "crm-9".into(),
+            openid: None,
+            last_interaction_at: None,
+            due_at: due,
+            channel: "log".into(),
+            lang: "zh-Hans".into(),
+            variant: "A".into(),
+            text: "记得保湿".into(),
+            attempts: 0,
+        };
+        channel.send(&send, due).unwrap();
+        channel.send(&send, due).unwrap();
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["member"], "crm-9");
+        assert_eq!(line["text"], "记得保湿");
+        assert_eq!(line["idempotency_key"], "autumn:2027-09-14:9");
+    }
+}

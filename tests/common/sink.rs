@@ -189,7 +189,11 @@ impl Sink {
     pub async fn wait_for(&self, what: &str, limit: Duration, condition: impl Fn(&Sink) -> bool) {
         let deadline = Instant::now() + limit;
         while !condition(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what} ({} received)", self.len());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} ({} received)",
+                self.len()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
