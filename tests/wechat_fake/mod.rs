@@ -144,7 +144,7 @@ async fn template_send(
         error(40003, "invalid openid")
     } else if body["template_id"] != shared.template_id.as_str() {
         error(40037, "invalid template_id")
-    } else if !body["data"].as_object().is_some_and(|data| !data.is_empty()) {
+    } else if body["data"].as_object().is_none_or(|data| data.is_empty()) {
         error(47003, "argument invalid! data invalid")
     } else if let Some(code) = state.template_errors.get_mut(&touser).and_then(VecDeque::pop_front)
     {
