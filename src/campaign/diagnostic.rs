@@ -170,9 +170,9 @@ fn render_human(diagnostics: &[Diagnostic], sources: &BTreeMap<PathBuf, String>)
                 if let Some(help) = &diagnostic.help {
                     let _ = writeln!(out, "  = help: {help}");
                 }
+                out.push('\n');
             }
         }
-        out.push('\n');
     }
     out
 }

@@ -146,13 +146,15 @@ pub(crate) fn load_file(path: &Path, places: Option<&dyn PlaceNames>) -> FileOut
             ),
         );
     } else if let Some(raw) = parse(&mut checker) {
-        let id_span = raw.id.span();
+        let id_span = raw.id.as_ref().map(Spanned::span).unwrap_or_default();
         if let Some(mut campaign) = validate(raw, &mut checker, places) {
             campaign.source = SourceInfo { path: path.to_path_buf(), content_hash };
             outcome.campaign = Some((campaign, id_span));
         }
     }
     outcome.diagnostics = checker.diagnostics;
+    // Report in file order; whole-file findings (no span) first.
+    outcome.diagnostics.sort_by_key(|d| d.span.as_ref().map(|s| s.start));
     outcome.source = Some(source);
     outcome
 }
@@ -174,7 +176,6 @@ fn parse(checker: &mut Checker<'_>) -> Option<RawCampaign> {
         return None;
     }
     root.get_mut().make_owned();
-    let mut removed: Vec<String> = Vec::new();
     for _ in 0..MAX_SERDE_ERRORS {
         let error = match RawCampaign::deserialize(toml::de::Deserializer::from(root.clone())) {
             Ok(raw) => return Some(raw),
@@ -182,7 +183,7 @@ fn parse(checker: &mut Checker<'_>) -> Option<RawCampaign> {
         };
         let message = error.message().to_string();
         if let Some(field) = between_backticks(&message, "missing field `")
-            && removed.contains(&field.to_string())
+            && checker.removed.iter().any(|k| k == field)
         {
             // Its value was wrong and already reported.
             return None;
@@ -192,7 +193,7 @@ fn parse(checker: &mut Checker<'_>) -> Option<RawCampaign> {
         checker.push(Severity::Error, span.clone().unwrap_or(0..0), text).help = help;
         let Some(span) = span else { return None };
         match remove_at(root.get_mut(), span.start) {
-            Some(key) => removed.push(key),
+            Some(key) => checker.removed.push(key),
             None => return None,
         }
     }
@@ -200,19 +201,16 @@ fn parse(checker: &mut Checker<'_>) -> Option<RawCampaign> {
 }
 
 /// Removes the innermost key/value entry whose key or value covers `offset`;
-/// returns the removed key.
+/// returns the removed key. Tables are searched whatever their span (a `[header]`
+/// table's span does not cover its body).
 fn remove_at(table: &mut DeTable<'_>, offset: usize) -> Option<String> {
     let mut target = None;
     for (key, value) in table.iter_mut() {
-        let in_key = key.span().contains(&offset);
-        let value_span = value.span();
-        let in_value = value_span.contains(&offset) || value_span.start == offset;
-        if in_value && let Some(removed) = remove_in_value(value, offset) {
+        if let Some(removed) = remove_in_value(value, offset) {
             return Some(removed);
         }
-        if in_key || in_value {
+        if key.span().contains(&offset) || value.span().contains(&offset) {
             target = Some(key.clone());
-            break;
         }
     }
     let key = target?;
@@ -223,13 +221,10 @@ fn remove_at(table: &mut DeTable<'_>, offset: usize) -> Option<String> {
 fn remove_in_value(value: &mut Spanned<DeValue<'_>>, offset: usize) -> Option<String> {
     match value.get_mut() {
         DeValue::Table(table) => remove_at(table, offset),
-        DeValue::Array(array) => array
-            .iter_mut()
-            .filter(|item| item.span().contains(&offset))
-            .find_map(|item| match item.get_mut() {
-                DeValue::Table(table) => remove_at(table, offset),
-                _ => None,
-            }),
+        DeValue::Array(array) => array.iter_mut().find_map(|item| match item.get_mut() {
+            DeValue::Table(table) => remove_at(table, offset),
+            _ => None,
+        }),
         _ => None,
     }
 }

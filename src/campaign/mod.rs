@@ -108,3 +108,73 @@ pub fn diff(old: &[Campaign], new: &[Campaign]) -> CampaignDiff {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign(id: &str, hash: &str) -> Campaign {
+        let report = load_paths(&[PathBuf::from("campaigns/weekly-digest.toml")], None);
+        let mut campaign = report.campaigns.into_iter().next().expect("example campaign loads");
+        campaign.id = id.to_string();
+        campaign.source.content_hash = hash.to_string();
+        campaign
+    }
+
+    #[test]
+    fn diff_reports_added_changed_removed() {
+        let old = [campaign("a", "1"), campaign("b", "2"), campaign("c", "3")];
+        let new = [campaign("b", "2"), campaign("c", "4"), campaign("d", "5")];
+        let result = diff(&old, &new);
+        assert_eq!(result.added, ["d"]);
+        assert_eq!(result.changed, ["c"]);
+        assert_eq!(result.removed, ["a"]);
+        assert!(diff(&new, &new).is_empty());
+    }
+
+    struct Places;
+    impl PlaceNames for Places {
+        fn check_city(&self, name: &str) -> Result<(), String> {
+            match name {
+                "Shanghai" | "Harbin" => Ok(()),
+                "Shanghia" => Err("unknown city `Shanghia`; did you mean `Shanghai`?".into()),
+                other => Err(format!("unknown city `{other}`")),
+            }
+        }
+        fn check_province(&self, name: &str) -> Result<(), String> {
+            match name {
+                "Guangdong" => Ok(()),
+                other => Err(format!("unknown province `{other}`; did you mean `Guangdong`?")),
+            }
+        }
+    }
+
+    #[test]
+    fn place_names_are_checked_through_the_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("places.toml");
+        let text = "id = \"p\"\nname = \"P\"\nchannel = \"log\"\ndefault_lang = \"en\"\n\
+                    [audience]\ncities = [\"Harbin\", \"Shanghia\"]\nprovinces = [\"Guangdon\"]\n\
+                    [timing]\ntrigger = \"cron\"\ncron = \"0 10 * * MON\"\n\
+                    unresolved = { city = \"Nowhere\" }\n\
+                    [[message]]\nlang = \"en\"\ntext = \"hi {{ name }}\"\n";
+        std::fs::write(&path, text).unwrap();
+        let without = load_paths(std::slice::from_ref(&path), None);
+        assert!(!without.has_errors(), "{:?}", without.diagnostics);
+        let with = load_paths(&[path], Some(&Places));
+        let found: Vec<(usize, usize, &str)> = with
+            .diagnostics
+            .iter()
+            .map(|d| (d.line, d.col, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (6, 21, "unknown city `Shanghia`; did you mean `Shanghai`?"),
+                (7, 14, "unknown province `Guangdon`; did you mean `Guangdong`?"),
+                (11, 14, "unknown city `Nowhere`"),
+            ]
+        );
+        assert!(with.campaigns.is_empty());
+    }
+}

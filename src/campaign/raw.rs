@@ -4,7 +4,9 @@
 //! types generate the editor JSON Schema (`campaigns/campaign.schema.json`), so the
 //! doc comments here are what editors show on hover.
 //!
-//! These types are not the domain: `validate` turns them into [`super::Campaign`].
+//! Keys the language requires are `Option` here (and required in the schema) so a
+//! missing key becomes a precise diagnostic from `validate` instead of a serde error
+//! that stops the file. These types are not the domain: `validate` turns them into [`super::Campaign`].
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -17,10 +19,10 @@ use toml::Spanned;
 pub struct RawCampaign {
     /// Stable campaign id, unique across all campaign files (letters, digits, `-`, `_`, `.`).
     #[schemars(with = "String")]
-    pub id: Spanned<String>,
+    pub id: Option<Spanned<String>>,
     /// Human-readable name.
     #[schemars(with = "String")]
-    pub name: Spanned<String>,
+    pub name: Option<Spanned<String>>,
     /// Disabled campaigns are checked but never planned (default true).
     pub enabled: Option<bool>,
     /// First moment the campaign may send (inclusive): a TOML local date
@@ -33,7 +35,7 @@ pub struct RawCampaign {
     pub ends: Option<Spanned<toml::value::Datetime>>,
     /// Name of a channel defined in `almanac.toml` (`log` is the embedded default).
     #[schemars(with = "String")]
-    pub channel: Spanned<String>,
+    pub channel: Option<Spanned<String>>,
     /// `service` (default) or `marketing`. WeChat template messages must not carry marketing.
     #[schemars(with = "Option<RawPurpose>")]
     pub purpose: Option<Spanned<RawPurpose>>,
@@ -41,13 +43,13 @@ pub struct RawCampaign {
     pub priority: Option<i32>,
     /// BCP-47 tag of the fallback message; must equal the `lang` of some `[[message]]`.
     #[schemars(with = "String")]
-    pub default_lang: Spanned<String>,
+    pub default_lang: Option<Spanned<String>>,
     /// Who receives the campaign. Omitted: every member.
     #[serde(default)]
     pub audience: RawAudience,
     /// When each member receives it.
     #[schemars(with = "RawTiming")]
-    pub timing: Spanned<RawTiming>,
+    pub timing: Option<Spanned<RawTiming>>,
     /// Frequency and rate limits.
     #[serde(default)]
     pub limits: RawLimits,
@@ -110,13 +112,13 @@ pub struct RawAudience {
 pub struct RawNear {
     /// Latitude in degrees, -90..90.
     #[schemars(with = "f64")]
-    pub lat: Spanned<f64>,
+    pub lat: Option<Spanned<f64>>,
     /// Longitude in degrees, -180..180.
     #[schemars(with = "f64")]
-    pub lon: Spanned<f64>,
+    pub lon: Option<Spanned<f64>>,
     /// Radius in kilometres, > 0.
     #[schemars(with = "f64")]
-    pub radius_km: Spanned<f64>,
+    pub radius_km: Option<Spanned<f64>>,
 }
 
 /// `[timing]`: one flat table. `trigger` decides which other keys are required:
@@ -127,7 +129,7 @@ pub struct RawNear {
 pub struct RawTiming {
     /// `once`, `cron` or `climate`.
     #[schemars(with = "RawTrigger")]
-    pub trigger: Spanned<RawTrigger>,
+    pub trigger: Option<Spanned<RawTrigger>>,
     /// `once`: the local date, `YYYY-MM-DD`.
     #[schemars(with = "Option<String>")]
     pub date: Option<Spanned<String>>,
@@ -201,10 +203,10 @@ pub enum RawCrossing {
 pub struct RawQuietHours {
     /// Start, `HH:MM`, inclusive.
     #[schemars(with = "String")]
-    pub start: Spanned<String>,
+    pub start: Option<Spanned<String>>,
     /// End, `HH:MM`, exclusive; sends inside the quiet hours move here.
     #[schemars(with = "String")]
-    pub end: Spanned<String>,
+    pub end: Option<Spanned<String>>,
 }
 
 /// Schema-only shape of `unresolved` (validation reads it from a TOML value so its
@@ -254,10 +256,10 @@ pub struct RawLimits {
 pub struct RawMessage {
     /// BCP-47 tag: language[-script][-region], e.g. `yue-Hant`, `zh-Hans`, `en-US`.
     #[schemars(with = "String")]
-    pub lang: Spanned<String>,
+    pub lang: Option<Spanned<String>>,
     /// minijinja template; variables: see `TEMPLATE_FIELDS` (`{{ name }}`, `{{ city }}`, `{{ attrs.tier }}`).
     #[schemars(with = "String")]
-    pub text: Spanned<String>,
+    pub text: Option<Spanned<String>>,
     /// A/B weight among variants of the same `lang` (>= 1, default 1).
     #[schemars(with = "Option<u32>")]
     pub weight: Option<Spanned<i64>>,

@@ -1,7 +1,7 @@
 //! Semantic checks: turns a [`RawCampaign`] into a [`Campaign`], collecting every
 //! problem as a [`Diagnostic`] that points at the offending value.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
@@ -20,11 +20,38 @@ pub(crate) struct Checker<'a> {
     pub(crate) file: &'a Path,
     pub(crate) source: &'a str,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Keys whose wrong value was already reported and removed: not "missing".
+    pub(crate) removed: Vec<String>,
 }
 
 impl<'a> Checker<'a> {
     pub(crate) fn new(file: &'a Path, source: &'a str) -> Self {
-        Checker { file, source, diagnostics: Vec::new() }
+        Checker { file, source, diagnostics: Vec::new(), removed: Vec::new() }
+    }
+
+    /// The value of a required key, or an error saying it is missing. `table` is
+    /// the span of the enclosing table (`None`: the file's top level).
+    fn require<'r, T>(
+        &mut self,
+        value: &'r Option<Spanned<T>>,
+        key: &str,
+        table: Option<Range<usize>>,
+        example: &str,
+    ) -> Option<&'r Spanned<T>> {
+        if value.is_none() && !self.removed.iter().any(|k| k == key) {
+            let message = format!("missing required key `{key}`");
+            let diagnostic = match table {
+                Some(span) => Diagnostic::at(Severity::Error, self.file, self.source, span, message),
+                None => Diagnostic::whole_file(Severity::Error, self.file, message),
+            };
+            let help = if example.starts_with("add ") {
+                example.to_string()
+            } else {
+                format!("add `{example}`")
+            };
+            self.diagnostics.push(diagnostic.with_help(help));
+        }
+        value.as_ref()
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) -> &mut Diagnostic {
@@ -160,19 +187,28 @@ pub(crate) fn validate(
     checker: &mut Checker<'_>,
     places: Option<&dyn PlaceNames>,
 ) -> Option<Campaign> {
-    let id = raw.id.get_ref().clone();
-    if id.is_empty()
-        || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        let d = checker.error(raw.id.span(), format!("invalid campaign id `{id}`"));
-        help(d, "use letters, digits, `-`, `_` or `.`, e.g. `autumn-moisturizer-2027`");
+    let id = checker.require(&raw.id, "id", None, "id = \"autumn-moisturizer-2027\"");
+    if let Some(id) = id {
+        let text = id.get_ref();
+        if text.is_empty()
+            || !text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            let d = checker.error(id.span(), format!("invalid campaign id \"{text}\""));
+            help(d, "use letters, digits, `-`, `_` or `.`, e.g. `autumn-moisturizer-2027`");
+        }
     }
-    if raw.name.get_ref().trim().is_empty() {
-        let d = checker.error(raw.name.span(), "empty campaign name");
+    let name = checker.require(&raw.name, "name", None, "name = \"Autumn moisturizer\"");
+    if let Some(name) = name
+        && name.get_ref().trim().is_empty()
+    {
+        let d = checker.error(name.span(), "empty campaign name");
         help(d, "give the campaign a human-readable name");
     }
-    if raw.channel.get_ref().trim().is_empty() {
-        let d = checker.error(raw.channel.span(), "empty channel name");
+    let channel = checker.require(&raw.channel, "channel", None, "channel = \"log\"");
+    if let Some(channel) = channel
+        && channel.get_ref().trim().is_empty()
+    {
+        let d = checker.error(channel.span(), "empty channel name");
         help(d, "name a channel defined in almanac.toml, e.g. `log`");
     }
 
@@ -192,15 +228,15 @@ pub(crate) fn validate(
         Some(RawPurpose::Marketing) => Purpose::Marketing,
         _ => Purpose::Service,
     };
-    if let Some(p) = &raw.purpose
+    if let (Some(p), Some(channel)) = (&raw.purpose, channel)
         && purpose == Purpose::Marketing
-        && channel_may_forbid_marketing(raw.channel.get_ref())
+        && channel_may_forbid_marketing(channel.get_ref())
     {
         let d = checker.warning(
             p.span(),
             format!(
                 "marketing campaign on channel `{}`: WeChat template messages must not carry marketing",
-                raw.channel.get_ref()
+                channel.get_ref()
             ),
         );
         help(
@@ -210,27 +246,30 @@ pub(crate) fn validate(
     }
 
     let audience = audience(checker, &raw.audience, places);
-    let timing = timing(checker, &raw.timing, places);
+    let timing = checker
+        .require(&raw.timing, "timing", None, "add a [timing] table with trigger = \"once\", \"cron\" or \"climate\"")
+        .and_then(|t| timing(checker, t, places));
     let limits = limits(checker, &raw.limits);
-    let (messages, default_lang) = messages(checker, &raw.messages, &raw.default_lang);
+    let default_lang = checker.require(&raw.default_lang, "default_lang", None, "default_lang = \"zh-Hans\"");
+    let (messages, default_lang) = messages(checker, &raw.messages, default_lang);
 
     if checker.has_errors() {
         return None;
     }
     Some(Campaign {
-        id,
-        name: raw.name.into_inner(),
+        id: id?.get_ref().clone(),
+        name: name?.get_ref().clone(),
         enabled: raw.enabled.unwrap_or(true),
         starts,
         ends,
-        channel: raw.channel.into_inner(),
+        channel: channel?.get_ref().clone(),
         purpose,
         priority: raw.priority.unwrap_or(0),
         audience: audience?,
         timing: timing?,
         limits,
         messages,
-        default_lang,
+        default_lang: default_lang?,
         source: SourceInfo::default(),
     })
 }
@@ -329,28 +368,34 @@ fn audience(
             }
         }
     }
-    let near = raw.near.as_ref().map(|near| {
-        let near = near.get_ref();
-        let lat = *near.lat.get_ref();
-        let lon = *near.lon.get_ref();
-        let radius_km = *near.radius_km.get_ref();
-        if !(-90.0..=90.0).contains(&lat) {
-            ok = false;
-            checker.error(near.lat.span(), format!("latitude {lat} is outside -90..90"));
+    let near = raw.near.as_ref().and_then(|spanned| {
+        let table = Some(spanned.span());
+        let near = spanned.get_ref();
+        let lat = checker.require(&near.lat, "lat", table.clone(), "lat = 31.23");
+        let lon = checker.require(&near.lon, "lon", table.clone(), "lon = 121.47");
+        let radius = checker.require(&near.radius_km, "radius_km", table, "radius_km = 30");
+        if let Some(lat) = lat
+            && !(-90.0..=90.0).contains(lat.get_ref())
+        {
+            let d = checker.error(lat.span(), format!("latitude {} is outside -90..90", lat.get_ref()));
+            help(d, "`lat` is degrees north, e.g. 31.23 for Shanghai");
         }
-        if !(-180.0..=180.0).contains(&lon) {
-            ok = false;
-            checker.error(near.lon.span(), format!("longitude {lon} is outside -180..180"));
+        if let Some(lon) = lon
+            && !(-180.0..=180.0).contains(lon.get_ref())
+        {
+            let d = checker.error(lon.span(), format!("longitude {} is outside -180..180", lon.get_ref()));
+            help(d, "`lon` is degrees east, e.g. 121.47 for Shanghai");
         }
-        if radius_km.is_nan() || radius_km <= 0.0 {
-            ok = false;
+        if let Some(radius) = radius
+            && !(*radius.get_ref() > 0.0)
+        {
             let d = checker.error(
-                near.radius_km.span(),
-                format!("`radius_km` must be greater than 0, found {radius_km}"),
+                radius.span(),
+                format!("`radius_km` must be greater than 0, found {}", radius.get_ref()),
             );
             help(d, "e.g. `radius_km = 30`");
         }
-        Near { lat, lon, radius_km }
+        Some(Near { lat: *lat?.get_ref(), lon: *lon?.get_ref(), radius_km: *radius?.get_ref() })
     });
     let mut languages = Vec::new();
     for lang in &raw.languages {
@@ -378,6 +423,7 @@ fn audience(
         }
         None => 0.0,
     };
+    let ok = ok && raw.near.is_none() == near.is_none();
     ok.then(|| Audience {
         countries: raw.countries.iter().map(|c| c.get_ref().clone()).collect(),
         provinces: raw.provinces.iter().map(|c| c.get_ref().clone()).collect(),
@@ -418,7 +464,72 @@ fn timing(
 ) -> Option<Timing> {
     let table_span = raw.span();
     let raw = raw.get_ref();
-    let trigger = *raw.trigger.get_ref();
+    let trigger = checker
+        .require(&raw.trigger, "trigger", Some(table_span), "add trigger = \"once\", \"cron\" or \"climate\"")
+        .map(|t| trigger(checker, raw, t));
+    let window = match &raw.window {
+        Some(window) => match parse_duration(window.get_ref()) {
+            Ok(duration) if duration > chrono::Duration::zero() => Some(duration),
+            Ok(_) => {
+                let d = checker.error(window.span(), "`window` must be longer than zero");
+                help(d, "e.g. `window = \"7d\"`");
+                None
+            }
+            Err(message) => {
+                let d = checker.error(window.span(), format!("invalid `window`: {message}"));
+                help(d, "durations are `<number><unit>` parts with units d, h, m, s");
+                None
+            }
+        },
+        None => Some(chrono::Duration::days(7)),
+    };
+
+    let quiet_hours = match &raw.quiet_hours {
+        Some(quiet) => {
+            let q = quiet.get_ref();
+            let table = Some(quiet.span());
+            let start = checker
+                .require(&q.start, "start", table.clone(), "start = \"22:00\"")
+                .and_then(|t| time_of_day(checker, t, "quiet_hours.start"));
+            let end = checker
+                .require(&q.end, "end", table, "end = \"08:00\"")
+                .and_then(|t| time_of_day(checker, t, "quiet_hours.end"));
+            match (start, end) {
+                (Some(start), Some(end)) if start == end => {
+                    let d = checker.error(
+                        quiet.span(),
+                        "`quiet_hours` start and end are equal: the quiet period is empty",
+                    );
+                    help(d, "e.g. `quiet_hours = { start = \"22:00\", end = \"08:00\" }`, or remove it");
+                    None
+                }
+                (Some(start), Some(end)) => Some(Some(QuietHours { start, end })),
+                _ => None,
+            }
+        }
+        None => Some(None),
+    };
+
+    let unresolved = match &raw.unresolved {
+        Some(value) => unresolved(checker, value, places),
+        None => Some(Unresolved::Skip),
+    };
+
+    Some(Timing {
+        trigger: trigger??,
+        window: window?,
+        quiet_hours: quiet_hours?,
+        unresolved: unresolved?,
+    })
+}
+
+/// Checks the keys `trigger` requires and forbids, then builds it.
+fn trigger(
+    checker: &mut Checker<'_>,
+    raw: &RawTiming,
+    spanned_trigger: &Spanned<RawTrigger>,
+) -> Option<Trigger> {
+    let trigger = *spanned_trigger.get_ref();
     let name = trigger_name(trigger);
     let present: [(&str, Option<Range<usize>>); 7] = [
         ("date", raw.date.as_ref().map(Spanned::span)),
@@ -474,14 +585,14 @@ fn timing(
         ok = false;
         let list = missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
         let d = checker.error(
-            raw.trigger.span(),
+            spanned_trigger.span(),
             format!("trigger = \"{name}\" requires {list} in [timing]"),
         );
         help(d, format!("a complete [timing] for this trigger has:\n{example}"));
     }
 
     let local_time = raw.local_time.as_ref().and_then(|t| time_of_day(checker, t, "local_time"));
-    let trigger = match trigger {
+    let built = match trigger {
         RawTrigger::Once => {
             let date = raw.date.as_ref().and_then(|date| {
                 let parsed = NaiveDate::parse_from_str(date.get_ref(), "%Y-%m-%d").ok();
@@ -502,60 +613,7 @@ fn timing(
         RawTrigger::Cron => raw.cron.as_ref().and_then(|expr| check_cron(checker, expr)),
         RawTrigger::Climate => climate(checker, raw, local_time),
     };
-
-    let window = match &raw.window {
-        Some(window) => match parse_duration(window.get_ref()) {
-            Ok(duration) if duration > chrono::Duration::zero() => Some(duration),
-            Ok(_) => {
-                let d = checker.error(window.span(), "`window` must be longer than zero");
-                help(d, "e.g. `window = \"7d\"`");
-                None
-            }
-            Err(message) => {
-                let d = checker.error(window.span(), format!("invalid `window`: {message}"));
-                help(d, "durations are `<number><unit>` parts with units d, h, m, s");
-                None
-            }
-        },
-        None => Some(chrono::Duration::days(7)),
-    };
-
-    let quiet_hours = match &raw.quiet_hours {
-        Some(quiet) => {
-            let q = quiet.get_ref();
-            let start = time_of_day(checker, &q.start, "quiet_hours.start");
-            let end = time_of_day(checker, &q.end, "quiet_hours.end");
-            match (start, end) {
-                (Some(start), Some(end)) if start == end => {
-                    let d = checker.error(
-                        quiet.span(),
-                        "`quiet_hours` start and end are equal: the quiet period is empty",
-                    );
-                    help(d, "e.g. `quiet_hours = { start = \"22:00\", end = \"08:00\" }`, or remove it");
-                    None
-                }
-                (Some(start), Some(end)) => Some(Some(QuietHours { start, end })),
-                _ => None,
-            }
-        }
-        None => Some(None),
-    };
-
-    let unresolved = match &raw.unresolved {
-        Some(value) => unresolved(checker, value, places),
-        None => Some(Unresolved::Skip),
-    };
-
-    if !ok {
-        let _ = table_span;
-        return None;
-    }
-    Some(Timing {
-        trigger: trigger?,
-        window: window?,
-        quiet_hours: quiet_hours?,
-        unresolved: unresolved?,
-    })
+    if ok { built } else { None }
 }
 
 fn check_cron(checker: &mut Checker<'_>, expr: &Spanned<String>) -> Option<Trigger> {
@@ -726,22 +784,25 @@ fn limits(checker: &mut Checker<'_>, raw: &RawLimits) -> Limits {
 fn messages(
     checker: &mut Checker<'_>,
     raw: &[Spanned<RawMessage>],
-    default_lang: &Spanned<String>,
-) -> (Vec<Message>, String) {
+    default_lang: Option<&Spanned<String>>,
+) -> (Vec<Message>, Option<String>) {
     let mut out = Vec::new();
     let mut seen: BTreeMap<(String, Option<String>), Range<usize>> = BTreeMap::new();
     for (index, spanned) in raw.iter().enumerate() {
+        let table = Some(spanned.span());
         let message = spanned.get_ref();
-        let lang = match canonical_lang(message.lang.get_ref()) {
+        let raw_lang = checker.require(&message.lang, "lang", table.clone(), "lang = \"zh-Hans\"");
+        let text = checker.require(&message.text, "text", table, "text = \"{{ name }}，…\"");
+        let lang = raw_lang.and_then(|raw_lang| match canonical_lang(raw_lang.get_ref()) {
             Ok(tag) => Some(tag),
             Err(problem) => {
-                let d = checker.error(message.lang.span(), format!("malformed language tag: {problem}"));
+                let d = checker.error(raw_lang.span(), format!("malformed language tag: {problem}"));
                 help(d, "expected language[-script][-region], e.g. `yue-Hant`, `zh-Hans`, `en-US`");
                 None
             }
-        };
+        });
         let label = message.label.as_ref().map(|l| l.get_ref().clone());
-        if let Some(lang) = &lang {
+        if let (Some(lang), Some(raw_lang)) = (&lang, raw_lang) {
             let key = (lang.clone(), label.clone());
             if let Some(first) = seen.get(&key) {
                 let (line, _) = super::diagnostic::line_col(checker.source, first.start);
@@ -750,12 +811,12 @@ fn messages(
                     None => format!("`{lang}`"),
                 };
                 let d = checker.error(
-                    message.lang.span(),
+                    raw_lang.span(),
                     format!("duplicate message for {what} (first at line {line})"),
                 );
                 help(d, "give A/B variants of one language distinct `label`s, or remove one");
             } else {
-                seen.insert(key, message.lang.span());
+                seen.insert(key, raw_lang.span());
             }
         }
         let weight = match &message.weight {
@@ -772,43 +833,48 @@ fn messages(
             },
             None => 1,
         };
-        check_template(checker, &message.text);
-        out.push(Message {
-            lang: lang.unwrap_or_default(),
-            text: message.text.get_ref().clone(),
-            weight,
-            label: label.unwrap_or_else(|| index.to_string()),
-        });
+        if let Some(text) = text {
+            check_template(checker, text);
+        }
+        if let (Some(lang), Some(text)) = (lang, text) {
+            out.push(Message {
+                lang,
+                text: text.get_ref().clone(),
+                weight,
+                label: label.unwrap_or_else(|| index.to_string()),
+            });
+        }
     }
 
+    let Some(default_lang) = default_lang else {
+        return (out, None);
+    };
     let default = match canonical_lang(default_lang.get_ref()) {
         Ok(tag) => tag,
         Err(problem) => {
             let d = checker.error(default_lang.span(), format!("malformed language tag: {problem}"));
             help(d, "expected language[-script][-region], e.g. `zh-Hans`");
-            return (out, String::new());
+            return (out, None);
         }
     };
-    if !out.iter().any(|m| m.lang == default) {
+    if raw.is_empty() {
+        let d = checker.error(default_lang.span(), "no [[message]]: the campaign has nothing to send");
+        help(d, format!("add a [[message]] table with lang = \"{default}\" and a text"));
+    } else if !out.iter().any(|m| m.lang == default) && raw.len() == out.len() {
         let d = checker.error(
             default_lang.span(),
             format!("no fallback message: no [[message]] has lang = \"{default}\""),
         );
-        let langs: Vec<String> =
-            out.iter().filter(|m| !m.lang.is_empty()).map(|m| format!("\"{}\"", m.lang)).collect::<HashSet<_>>().into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-        if langs.is_empty() {
-            help(d, format!("add a [[message]] with lang = \"{default}\" and a text"));
-        } else {
-            help(
-                d,
-                format!(
-                    "add a [[message]] with lang = \"{default}\", or set default_lang to one of {}",
-                    langs.join(", ")
-                ),
-            );
-        }
+        let langs: BTreeSet<String> = out.iter().map(|m| format!("\"{}\"", m.lang)).collect();
+        help(
+            d,
+            format!(
+                "add a [[message]] with lang = \"{default}\", or set default_lang to one of {}",
+                langs.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        );
     }
-    (out, default)
+    (out, Some(default))
 }
 
 /// minijinja's global functions, which templates may call.
