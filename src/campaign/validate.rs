@@ -579,6 +579,7 @@ fn trigger(
     let missing: Vec<&str> = required
         .iter()
         .filter(|key| present.iter().any(|(k, span)| k == *key && span.is_none()))
+        .filter(|key| !checker.removed.iter().any(|r| r == *key))
         .copied()
         .collect();
     if !missing.is_empty() {
