@@ -166,12 +166,19 @@ fn parse(checker: &mut Checker<'_>) -> Option<RawCampaign> {
     let source = checker.source;
     let (mut root, errors) = DeTable::parse_recoverable(source);
     if !errors.is_empty() {
+        let mut lines_seen = Vec::new();
         for error in errors {
             let span = error.span().unwrap_or(0..0);
+            // The recovering parser often reports a mistake twice on its line
+            // (`name = = "x"`); the first report is the useful one.
+            let (line, _) = super::diagnostic::line_col(source, span.start);
+            if lines_seen.contains(&line) {
+                continue;
+            }
+            lines_seen.push(line);
             let message = error.message().trim().replace('\n', "; ");
-            checker
-                .push(Severity::Error, span, format!("TOML syntax error: {message}"))
-                .help = Some("see https://toml.io/en/v1.0.0 for the syntax".to_string());
+            checker.push(Severity::Error, span, format!("TOML syntax error: {message}")).help =
+                Some("see https://toml.io/en/v1.0.0 for the syntax".to_string());
         }
         return None;
     }
@@ -191,7 +198,7 @@ fn parse(checker: &mut Checker<'_>) -> Option<RawCampaign> {
         let span = error.span();
         let (text, help) = explain(&message);
         checker.push(Severity::Error, span.clone().unwrap_or(0..0), text).help = help;
-        let Some(span) = span else { return None };
+        let span = span?;
         match remove_at(root.get_mut(), span.start) {
             Some(key) => checker.removed.push(key),
             None => return None,
@@ -261,7 +268,8 @@ fn explain(message: &str) -> (String, Option<String>) {
     }
     if let Some(field) = between_backticks(message, "missing field `") {
         let help = match field {
-            "timing" => "add a [timing] table with a `trigger` (\"once\", \"cron\" or \"climate\")".to_string(),
+            "timing" => "add a [timing] table with a `trigger` (\"once\", \"cron\" or \"climate\")"
+                .to_string(),
             "trigger" => "add `trigger = \"once\"`, `\"cron\"` or `\"climate\"`".to_string(),
             _ => format!("add `{field} = …`"),
         };

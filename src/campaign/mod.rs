@@ -162,11 +162,8 @@ mod tests {
         let without = load_paths(std::slice::from_ref(&path), None);
         assert!(!without.has_errors(), "{:?}", without.diagnostics);
         let with = load_paths(&[path], Some(&Places));
-        let found: Vec<(usize, usize, &str)> = with
-            .diagnostics
-            .iter()
-            .map(|d| (d.line, d.col, d.message.as_str()))
-            .collect();
+        let found: Vec<(usize, usize, &str)> =
+            with.diagnostics.iter().map(|d| (d.line, d.col, d.message.as_str())).collect();
         assert_eq!(
             found,
             [

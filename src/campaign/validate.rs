@@ -41,7 +41,9 @@ impl<'a> Checker<'a> {
         if value.is_none() && !self.removed.iter().any(|k| k == key) {
             let message = format!("missing required key `{key}`");
             let diagnostic = match table {
-                Some(span) => Diagnostic::at(Severity::Error, self.file, self.source, span, message),
+                Some(span) => {
+                    Diagnostic::at(Severity::Error, self.file, self.source, span, message)
+                }
                 None => Diagnostic::whole_file(Severity::Error, self.file, message),
             };
             let help = if example.starts_with("add ") {
@@ -247,10 +249,16 @@ pub(crate) fn validate(
 
     let audience = audience(checker, &raw.audience, places);
     let timing = checker
-        .require(&raw.timing, "timing", None, "add a [timing] table with trigger = \"once\", \"cron\" or \"climate\"")
+        .require(
+            &raw.timing,
+            "timing",
+            None,
+            "add a [timing] table with trigger = \"once\", \"cron\" or \"climate\"",
+        )
         .and_then(|t| timing(checker, t, places));
     let limits = limits(checker, &raw.limits);
-    let default_lang = checker.require(&raw.default_lang, "default_lang", None, "default_lang = \"zh-Hans\"");
+    let default_lang =
+        checker.require(&raw.default_lang, "default_lang", None, "default_lang = \"zh-Hans\"");
     let (messages, default_lang) = messages(checker, &raw.messages, default_lang);
 
     if checker.has_errors() {
@@ -337,7 +345,9 @@ fn audience(
             let upper = code.to_ascii_uppercase();
             let d = checker.error(
                 country.span(),
-                format!("`{code}` is not an ISO 3166-1 alpha-2 country code (two uppercase letters)"),
+                format!(
+                    "`{code}` is not an ISO 3166-1 alpha-2 country code (two uppercase letters)"
+                ),
             );
             if upper.len() == 2 && upper.chars().all(|c| c.is_ascii_uppercase()) {
                 help(d, format!("write `{upper}`"));
@@ -377,17 +387,19 @@ fn audience(
         if let Some(lat) = lat
             && !(-90.0..=90.0).contains(lat.get_ref())
         {
-            let d = checker.error(lat.span(), format!("latitude {} is outside -90..90", lat.get_ref()));
+            let d =
+                checker.error(lat.span(), format!("latitude {} is outside -90..90", lat.get_ref()));
             help(d, "`lat` is degrees north, e.g. 31.23 for Shanghai");
         }
         if let Some(lon) = lon
             && !(-180.0..=180.0).contains(lon.get_ref())
         {
-            let d = checker.error(lon.span(), format!("longitude {} is outside -180..180", lon.get_ref()));
+            let d = checker
+                .error(lon.span(), format!("longitude {} is outside -180..180", lon.get_ref()));
             help(d, "`lon` is degrees east, e.g. 121.47 for Shanghai");
         }
         if let Some(radius) = radius
-            && !(*radius.get_ref() > 0.0)
+            && (radius.get_ref().is_nan() || *radius.get_ref() <= 0.0)
         {
             let d = checker.error(
                 radius.span(),
@@ -440,10 +452,8 @@ fn audience(
 fn time_of_day(checker: &mut Checker<'_>, value: &Spanned<String>, key: &str) -> Option<NaiveTime> {
     let parsed = parse_time(value.get_ref());
     if parsed.is_none() {
-        let d = checker.error(
-            value.span(),
-            format!("`{key}` = \"{}\" is not a time of day", value.get_ref()),
-        );
+        let d = checker
+            .error(value.span(), format!("`{key}` = \"{}\" is not a time of day", value.get_ref()));
         help(d, "expected `HH:MM` on a 24-hour clock, e.g. \"10:00\" or \"20:30\"");
     }
     parsed
@@ -465,7 +475,12 @@ fn timing(
     let table_span = raw.span();
     let raw = raw.get_ref();
     let trigger = checker
-        .require(&raw.trigger, "trigger", Some(table_span), "add trigger = \"once\", \"cron\" or \"climate\"")
+        .require(
+            &raw.trigger,
+            "trigger",
+            Some(table_span),
+            "add trigger = \"once\", \"cron\" or \"climate\"",
+        )
         .map(|t| trigger(checker, raw, t));
     let window = match &raw.window {
         Some(window) => match parse_duration(window.get_ref()) {
@@ -500,7 +515,10 @@ fn timing(
                         quiet.span(),
                         "`quiet_hours` start and end are equal: the quiet period is empty",
                     );
-                    help(d, "e.g. `quiet_hours = { start = \"22:00\", end = \"08:00\" }`, or remove it");
+                    help(
+                        d,
+                        "e.g. `quiet_hours = { start = \"22:00\", end = \"08:00\" }`, or remove it",
+                    );
                     None
                 }
                 (Some(start), Some(end)) => Some(Some(QuietHours { start, end })),
@@ -541,7 +559,9 @@ fn trigger(
         ("after", raw.after.as_ref().map(Spanned::span)),
     ];
     let (required, example): (&[&str], &str) = match trigger {
-        RawTrigger::Once => (&["date", "local_time"], "date = \"2027-06-17\"\nlocal_time = \"20:00\""),
+        RawTrigger::Once => {
+            (&["date", "local_time"], "date = \"2027-06-17\"\nlocal_time = \"20:00\"")
+        }
         RawTrigger::Cron => (&["cron"], "cron = \"0 10 * * MON\""),
         RawTrigger::Climate => (
             &["metric", "crosses", "threshold", "after", "local_time"],
@@ -563,10 +583,8 @@ fn trigger(
             .filter(|(_, keys)| keys.contains(key))
             .map(|(t, _)| *t)
             .collect();
-            let d = checker.error(
-                span.clone(),
-                format!("`{key}` is not used by trigger = \"{name}\""),
-            );
+            let d =
+                checker.error(span.clone(), format!("`{key}` is not used by trigger = \"{name}\""));
             help(
                 d,
                 format!(
@@ -625,20 +643,23 @@ fn check_cron(checker: &mut Checker<'_>, expr: &Spanned<String>) -> Option<Trigg
             expr.span(),
             format!("cron expression `{text}` has {fields} fields, expected 5 or 6"),
         );
-        help(d, "5 fields: `minute hour day-of-month month day-of-week`, e.g. \"0 10 * * MON\"; a 6th leading field is seconds");
+        help(
+            d,
+            "5 fields: `minute hour day-of-month month day-of-week`, e.g. \"0 10 * * MON\"; a 6th leading field is seconds",
+        );
         return None;
     }
-    let parser = croner::parser::CronParser::builder()
-        .year(croner::parser::Year::Disallowed)
-        .build();
+    let parser =
+        croner::parser::CronParser::builder().year(croner::parser::Year::Disallowed).build();
     match parser.parse(text) {
         Ok(_) => Some(Trigger::Cron { expr: text.to_string() }),
         Err(error) => {
-            let d = checker.error(
-                expr.span(),
-                format!("invalid cron expression `{text}`: {error}"),
+            let d =
+                checker.error(expr.span(), format!("invalid cron expression `{text}`: {error}"));
+            help(
+                d,
+                "fields: [second] minute hour day-of-month month day-of-week, e.g. \"0 10 * * MON\"",
             );
-            help(d, "fields: [second] minute hour day-of-month month day-of-week, e.g. \"0 10 * * MON\"");
             None
         }
     }
@@ -673,10 +694,8 @@ fn climate(
             .then(|| NaiveDate::parse_from_str(&format!("2000-{text}"), "%Y-%m-%d").ok())
             .flatten();
         if parsed.is_none() {
-            let d = checker.error(
-                after.span(),
-                format!("`after` = \"{text}\" is not a month and day"),
-            );
+            let d =
+                checker.error(after.span(), format!("`after` = \"{text}\" is not a month and day"));
             help(d, "expected `MM-DD`, e.g. \"07-01\" for July 1st");
         }
         parsed.map(|d| (chrono::Datelike::month(&d), chrono::Datelike::day(&d)))
@@ -701,7 +720,8 @@ fn unresolved(
     value: &Spanned<toml::Value>,
     places: Option<&dyn PlaceNames>,
 ) -> Option<Unresolved> {
-    let expected = "expected `\"skip\"`, `{ city = \"Shanghai\" }` or `{ zone = \"Asia/Shanghai\" }`";
+    let expected =
+        "expected `\"skip\"`, `{ city = \"Shanghai\" }` or `{ zone = \"Asia/Shanghai\" }`";
     match value.get_ref() {
         toml::Value::String(word) if word == "skip" => Some(Unresolved::Skip),
         toml::Value::Table(table) if table.len() == 1 => {
@@ -724,22 +744,20 @@ fn unresolved(
                 "zone" => match chrono_tz::Tz::from_str(text) {
                     Ok(zone) => Some(Unresolved::FallbackZone(zone)),
                     Err(_) => {
-                        let d = checker.error(
-                            value.span(),
-                            format!("unknown IANA time zone `{text}`"),
-                        );
+                        let d =
+                            checker.error(value.span(), format!("unknown IANA time zone `{text}`"));
                         match closest(text, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name())) {
                             Some(best) => help(d, format!("did you mean `{best}`?")),
-                            None => help(d, "e.g. `Asia/Shanghai`, `Asia/Hong_Kong`, `Asia/Taipei`"),
+                            None => {
+                                help(d, "e.g. `Asia/Shanghai`, `Asia/Hong_Kong`, `Asia/Taipei`")
+                            }
                         }
                         None
                     }
                 },
                 other => {
-                    let d = checker.error(
-                        value.span(),
-                        format!("unknown key `{other}` in `unresolved`"),
-                    );
+                    let d = checker
+                        .error(value.span(), format!("unknown key `{other}` in `unresolved`"));
                     match closest(other, ["city", "zone"]) {
                         Some(best) => help(d, format!("did you mean `{best}`? {expected}")),
                         None => help(d, expected),
@@ -767,10 +785,8 @@ fn limits(checker: &mut Checker<'_>, raw: &RawLimits) -> Limits {
         match u32::try_from(*v.get_ref()) {
             Ok(n) if n >= 1 => Some(n),
             _ => {
-                let d = checker.error(
-                    v.span(),
-                    format!("`{key}` must be at least 1, found {}", v.get_ref()),
-                );
+                let d = checker
+                    .error(v.span(), format!("`{key}` must be at least 1, found {}", v.get_ref()));
                 help(d, format!("remove `{key}` for no limit"));
                 None
             }
@@ -797,7 +813,8 @@ fn messages(
         let lang = raw_lang.and_then(|raw_lang| match canonical_lang(raw_lang.get_ref()) {
             Ok(tag) => Some(tag),
             Err(problem) => {
-                let d = checker.error(raw_lang.span(), format!("malformed language tag: {problem}"));
+                let d =
+                    checker.error(raw_lang.span(), format!("malformed language tag: {problem}"));
                 help(d, "expected language[-script][-region], e.g. `yue-Hant`, `zh-Hans`, `en-US`");
                 None
             }
@@ -828,7 +845,10 @@ fn messages(
                         w.span(),
                         format!("`weight` must be at least 1, found {}", w.get_ref()),
                     );
-                    help(d, "weights are relative shares among variants of one language, default 1");
+                    help(
+                        d,
+                        "weights are relative shares among variants of one language, default 1",
+                    );
                     1
                 }
             },
@@ -853,14 +873,18 @@ fn messages(
     let default = match canonical_lang(default_lang.get_ref()) {
         Ok(tag) => tag,
         Err(problem) => {
-            let d = checker.error(default_lang.span(), format!("malformed language tag: {problem}"));
+            let d =
+                checker.error(default_lang.span(), format!("malformed language tag: {problem}"));
             help(d, "expected language[-script][-region], e.g. `zh-Hans`");
             return (out, None);
         }
     };
     if raw.is_empty() {
-        let d = checker.error(default_lang.span(), "no [[message]]: the campaign has nothing to send");
-        help(d, format!("add a [[message]] table with lang = \"{default}\" and a text"));
+        if !checker.removed.iter().any(|k| k == "message") {
+            let d = checker
+                .error(default_lang.span(), "no [[message]]: the campaign has nothing to send");
+            help(d, format!("add a [[message]] table with lang = \"{default}\" and a text"));
+        }
     } else if !out.iter().any(|m| m.lang == default) && raw.len() == out.len() {
         let d = checker.error(
             default_lang.span(),
@@ -890,12 +914,17 @@ fn check_template(checker: &mut Checker<'_>, text: &Spanned<String>) {
         Ok(template) => template,
         Err(error) => {
             let span = match (body, error.range()) {
-                (Some(start), Some(range)) => start + range.start..start + range.end.max(range.start + 1),
+                (Some(start), Some(range)) => {
+                    start + range.start..start + range.end.max(range.start + 1)
+                }
                 _ => text.span(),
             };
             let detail = error.detail().unwrap_or("syntax error");
             let d = checker.error(span, format!("template syntax error: {detail}"));
-            help(d, "templates use minijinja (Jinja2) syntax: `{{ name }}`, `{% if city %}…{% endif %}`");
+            help(
+                d,
+                "templates use minijinja (Jinja2) syntax: `{{ name }}`, `{% if city %}…{% endif %}`",
+            );
             return;
         }
     };
@@ -907,20 +936,54 @@ fn check_template(checker: &mut Checker<'_>, text: &Spanned<String>) {
         .collect();
     unknown.sort();
     for variable in unknown {
-        let span = match body.and_then(|start| find_identifier(text.get_ref(), &variable).map(|i| start + i)) {
+        let span = match body
+            .and_then(|start| find_identifier(text.get_ref(), &variable).map(|i| start + i))
+        {
             Some(at) => at..at + variable.len(),
             None => text.span(),
         };
-        let d = checker.error(
-            span,
-            format!("template uses `{variable}`, which is not a member field"),
-        );
+        let d =
+            checker.error(span, format!("template uses `{variable}`, which is not a member field"));
         let fields = TEMPLATE_FIELDS.join(", ");
         match closest(&variable, TEMPLATE_FIELDS.iter().copied()) {
             Some(best) => help(d, format!("did you mean `{best}`? available: {fields}")),
             None => help(d, format!("available: {fields} (free attributes as `attrs.<key>`)")),
         }
     }
+    check_template_names(checker, &template, text, body);
+}
+
+/// Filters, tests and functions are looked up when the template runs, so a trial
+/// render with sample member fields finds unknown ones (in the branches it takes).
+fn check_template_names(
+    checker: &mut Checker<'_>,
+    template: &minijinja::Template<'_, '_>,
+    text: &Spanned<String>,
+    body: Option<usize>,
+) {
+    let mut context: BTreeMap<&str, minijinja::Value> =
+        TEMPLATE_FIELDS.iter().map(|field| (*field, minijinja::Value::from(*field))).collect();
+    context.insert("attrs", minijinja::Value::from(BTreeMap::<String, String>::new()));
+    let Err(error) = template.render(context) else { return };
+    use minijinja::ErrorKind;
+    if !matches!(
+        error.kind(),
+        ErrorKind::UnknownFilter
+            | ErrorKind::UnknownTest
+            | ErrorKind::UnknownFunction
+            | ErrorKind::UnknownMethod
+    ) {
+        return;
+    }
+    let span = match (body, error.range()) {
+        (Some(start), Some(range)) => start + range.start..start + range.end.max(range.start + 1),
+        _ => text.span(),
+    };
+    let d = checker.error(span, format!("template error: {}", error.kind()));
+    help(
+        d,
+        "minijinja's built-in filters include `upper`, `lower`, `title`, `trim`, `default`, `replace`, `truncate`",
+    );
 }
 
 /// Byte offset of the first whole-word occurrence of `word` inside a `{{ }}` or
@@ -934,7 +997,11 @@ fn find_identifier(text: &str, word: &str) -> Option<usize> {
         let after = text[at + word.len()..].chars().next();
         let in_block = text[..at].rfind("{{").max(text[..at].rfind("{%"))
             > text[..at].rfind("}}").max(text[..at].rfind("%}"));
-        if !before.is_some_and(is_ident) && !after.is_some_and(is_ident) && before != Some('.') && in_block {
+        if !before.is_some_and(is_ident)
+            && !after.is_some_and(is_ident)
+            && before != Some('.')
+            && in_block
+        {
             return Some(at);
         }
         search_from = at + word.len();
