@@ -213,7 +213,6 @@ pub struct RawQuietHours {
 /// errors can name the exact problem).
 #[derive(JsonSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // read by the schema generator only
 pub enum RawUnresolvedSchema {
     /// `"skip"`.
     Skip(SkipWord),
@@ -232,7 +231,6 @@ pub enum RawUnresolvedSchema {
 /// The only string `unresolved` accepts.
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
-#[allow(dead_code)] // read by the schema generator only
 pub enum SkipWord {
     /// Skip members without a place.
     Skip,
