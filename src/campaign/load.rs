@@ -275,6 +275,16 @@ fn explain(message: &str) -> (String, Option<String>) {
         };
         return (format!("missing required key `{field}`"), Some(help));
     }
+    if let Some(rest) = message.strip_prefix("invalid value: integer `") {
+        let number = rest.split('`').next().unwrap_or_default();
+        let expected = rest.rsplit("expected ").next().unwrap_or_default();
+        let range = match expected.trim() {
+            "i32" => "-2147483648..2147483647",
+            "u32" => "0..4294967295",
+            _ => "the allowed range",
+        };
+        return (format!("integer {number} is out of range: expected {range}"), None);
+    }
     if let Some(rest) = message.strip_prefix("invalid type: ") {
         let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "another type"));
         let expected = match expected.trim() {

@@ -256,6 +256,23 @@ pub(crate) fn validate(
             "add a [timing] table with trigger = \"once\", \"cron\" or \"climate\"",
         )
         .and_then(|t| timing(checker, t, places));
+    if let (Some(Timing { trigger: Trigger::Once { at }, .. }), Some(t)) = (&timing, &raw.timing)
+        && let Some(date) = &t.get_ref().date
+        && !matches!((starts, ends), (Some(s), Some(e)) if starts_not_before_ends(s, e))
+    {
+        let before_start = starts.is_some_and(|s| starts_not_before_ends(s, Bound::Local(*at)))
+            && starts != Some(Bound::Local(*at));
+        let after_end = ends.is_some_and(|e| starts_not_before_ends(Bound::Local(*at), e));
+        if before_start || after_end {
+            let d = checker.error(
+                date.span(),
+                format!(
+                    "the `once` date-time {at} is outside `starts`..`ends`: it would never fire"
+                ),
+            );
+            help(d, "move `date` inside the campaign's bounds, or widen `starts`/`ends`");
+        }
+    }
     let limits = limits(checker, &raw.limits);
     let default_lang =
         checker.require(&raw.default_lang, "default_lang", None, "default_lang = \"zh-Hans\"");
