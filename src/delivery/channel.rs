@@ -181,6 +181,16 @@ impl Channels {
         self.entries.insert(name.to_owned(), entry);
     }
 
+    /// Shares WeChat access tokens with other replicas through `store`
+    /// ([`Dispatcher::new`](super::Dispatcher::new) does this).
+    pub fn share_tokens(&mut self, store: &crate::store::Store) {
+        for entry in self.entries.values_mut() {
+            if let Channel::Wechat(wechat) = &mut entry.channel {
+                wechat.share_tokens(store.clone());
+            }
+        }
+    }
+
     /// Whether a channel of this name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)

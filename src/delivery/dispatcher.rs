@@ -175,14 +175,16 @@ struct Finished {
 }
 
 impl Dispatcher {
-    /// A dispatcher over `store` and `channels` (see the module docs).
+    /// A dispatcher over `store` and `channels` (see the module docs). WeChat
+    /// channels share their access token through `store`.
     pub fn new(
         store: Store,
-        channels: Channels,
+        mut channels: Channels,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         config: DispatcherConfig,
     ) -> Self {
+        channels.share_tokens(&store);
         let config = DispatcherConfig {
             batch: config.batch.max(1),
             concurrency: config.concurrency.max(1),

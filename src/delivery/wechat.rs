@@ -1,9 +1,10 @@
 //! The `wechat` channel: WeChat Official Account messages over the real protocol.
 //!
 //! - Access token from `POST cgi-bin/stable_token` with `force_refresh=false`: calling
-//!   it again does not revoke the token, so replicas each fetch and share the same
-//!   one. It is cached until five minutes before `expires_in` runs out, and fetched
-//!   again (once, then the call is retried) when an API answers 40001, 40014 or 42001.
+//!   it again does not revoke the token, so replicas never invalidate each other's.
+//!   It is cached in memory and in the store (shared by replicas) until five minutes
+//!   before `expires_in` runs out, and fetched again (once, then the call is repeated)
+//!   when an API answers 40001, 40014 or 42001.
 //! - Template message (`cgi-bin/message/template/send`) with `client_msg_id` set from
 //!   the ledger key, so WeChat drops a duplicate sent within its window.
 //! - Customer-service text (`cgi-bin/message/custom/send`) only when the member's own
@@ -23,7 +24,11 @@ use serde::Deserialize;
 use super::retry::shanghai_day;
 use super::{Error, Result, WECHAT_TOKEN_CODES};
 use crate::metrics::Metrics;
-use crate::store::ClaimedSend;
+use crate::store::{ClaimedSend, Store};
+
+/// A token is fetched again this long before it expires (WeChat renews a stable
+/// token five minutes before its end).
+const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The customer-service window opened by a member's own message.
 pub const CUSTOMER_SERVICE_WINDOW: chrono::Duration = chrono::Duration::hours(48);
@@ -77,6 +82,7 @@ pub struct WechatChannel {
     token: Mutex<Option<Token>>,
     refresh: tokio::sync::Mutex<()>,
     quota: Mutex<(NaiveDate, u64)>,
+    shared: Option<Store>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,7 +129,31 @@ impl WechatChannel {
             token: Mutex::new(None),
             refresh: tokio::sync::Mutex::new(()),
             quota: Mutex::new((NaiveDate::MIN, 0)),
+            shared: None,
         })
+    }
+
+    /// Shares the access token with other replicas through `store`.
+    pub fn share_tokens(&mut self, store: Store) {
+        self.shared = Some(store);
+    }
+
+    /// A token another replica stored, if it is usable and not `stale`.
+    async fn stored_token(&self, now: DateTime<Utc>, stale: Option<&str>) -> Option<Token> {
+        let store = self.shared.as_ref()?;
+        match store.wechat_token(&self.settings.appid).await {
+            Ok(Some(stored))
+                if Some(stored.token.as_str()) != stale
+                    && stored.expires_at - REFRESH_MARGIN > now =>
+            {
+                Some(Token { value: stored.token, refresh_at: stored.expires_at - REFRESH_MARGIN })
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, "Reading the shared WeChat token failed; fetching one.");
+                None
+            }
+        }
     }
 
     fn cached_token(&self, now: DateTime<Utc>) -> Option<String> {
@@ -143,16 +173,31 @@ impl WechatChannel {
         if let Some(token) = self.cached_token(now).filter(|token| Some(token.as_str()) != stale) {
             return Ok(token);
         }
-        let result = self.fetch_token(now).await;
-        let label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics.token_refreshes.with_label_values(&[label]).inc();
-        let token = result?;
+        let token = match self.stored_token(now, stale).await {
+            Some(token) => token,
+            None => {
+                let result = self.fetch_token(now).await;
+                let label = if result.is_ok() { "ok" } else { "error" };
+                self.metrics.token_refreshes.with_label_values(&[label]).inc();
+                let (token, expires_at) = result?;
+                if let Some(store) = &self.shared {
+                    let stored = store
+                        .put_wechat_token(&self.settings.appid, &token.value, expires_at)
+                        .await;
+                    if let Err(error) = stored {
+                        tracing::warn!(%error, "Sharing the WeChat token failed.");
+                    }
+                }
+                token
+            }
+        };
         let value = token.value.clone();
         *self.token.lock().expect("token lock") = Some(token);
         Ok(value)
     }
 
-    async fn fetch_token(&self, now: DateTime<Utc>) -> Result<Token> {
+    /// Calls `stable_token`; returns the token and its expiry.
+    async fn fetch_token(&self, now: DateTime<Utc>) -> Result<(Token, DateTime<Utc>)> {
         let url = format!("{}/cgi-bin/stable_token", self.settings.api_base);
         let body = serde_json::json!({
             "grant_type": "client_credential",
@@ -180,9 +225,10 @@ impl WechatChannel {
             (_, Some(value), Some(expires_in)) if !value.is_empty() && expires_in > 0 => {
                 // WeChat renews a stable token 5 minutes before it expires; fetch
                 // again from then on (or halfway through a short-lived token).
-                let margin = (expires_in / 2).min(300);
+                let margin = (expires_in / 2).min(REFRESH_MARGIN.num_seconds());
                 let refresh_at = now + chrono::Duration::seconds(expires_in - margin);
-                Ok(Token { value, refresh_at })
+                let expires_at = now + chrono::Duration::seconds(expires_in);
+                Ok((Token { value, refresh_at }, expires_at))
             }
             _ => Err(Error::InvalidResponse("stable_token without access_token".into())),
         }
