@@ -252,7 +252,6 @@ impl Dispatcher {
         ));
 
         let mut in_flight = JoinSet::new();
-        let mut claimed = 0_u64;
         'dispatch: loop {
             let rows = tokio::select! {
                 biased;
@@ -262,7 +261,6 @@ impl Dispatcher {
                     None => break,
                 },
             };
-            claimed += rows.len() as u64;
             for row in rows {
                 let slot = tokio::select! {
                     biased;
@@ -287,7 +285,7 @@ impl Dispatcher {
         }
         drop(batches);
         drop(finished_tx);
-        let _ = claimer.await;
+        let claimed = claimer.await.unwrap_or_default();
 
         // Drain: every slot comes back once its outcome is committed.
         let permits = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
@@ -317,7 +315,7 @@ impl Dispatcher {
 }
 
 /// Claims batches and hands them over; sleeps (at most `poll`, or until woken)
-/// when nothing is due.
+/// when nothing is due. Returns how many rows it claimed.
 async fn claim_loop(
     store: Store,
     clock: Arc<dyn Clock>,
@@ -326,8 +324,9 @@ async fn claim_loop(
     wake: Arc<Notify>,
     cancel: CancellationToken,
     batches: mpsc::Sender<Vec<ClaimedSend>>,
-) {
+) -> u64 {
     let limit = i64::try_from(config.batch).unwrap_or(i64::MAX);
+    let mut claimed = 0_u64;
     while !cancel.is_cancelled() {
         let rows = match store.claim_due(&config.owner, clock.now(), config.lease, limit).await {
             Ok(rows) => rows,
@@ -339,6 +338,7 @@ async fn claim_loop(
                 }
             }
         };
+        claimed += rows.len() as u64;
         if rows.is_empty() {
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -352,6 +352,7 @@ async fn claim_loop(
             sent = batches.send(rows) => if sent.is_err() { break },
         }
     }
+    claimed
 }
 
 /// Writes outcomes in batches: whatever finished while the previous batch was being
