@@ -912,6 +912,9 @@ fn messages(
     (out, Some(default))
 }
 
+/// Instructions a trial render may execute before it is abandoned (no finding).
+const TRIAL_RENDER_FUEL: u64 = 50_000;
+
 /// minijinja's global functions, which templates may call.
 fn template_globals() -> HashSet<String> {
     minijinja::Environment::new().globals().map(|(name, _)| name.to_string()).collect()
@@ -919,7 +922,9 @@ fn template_globals() -> HashSet<String> {
 
 fn check_template(checker: &mut Checker<'_>, text: &Spanned<String>) {
     let body = checker.string_body(text);
-    let env = minijinja::Environment::new();
+    let mut env = minijinja::Environment::new();
+    // The trial render (unknown filters) must stay cheap whatever the template loops over.
+    env.set_fuel(Some(TRIAL_RENDER_FUEL));
     let template = match env.template_from_str(text.get_ref()) {
         Ok(template) => template,
         Err(error) => {
