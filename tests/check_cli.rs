@@ -152,3 +152,10 @@ fn expensive_templates_are_checked_quickly() {
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
 }
+
+#[test]
+fn a_file_named_twice_is_checked_once() {
+    let output = almanac(&["check", "campaigns/", "campaigns/weekly-digest.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).starts_with("checked 4 files:"), "{}", stdout(&output));
+}
