@@ -812,3 +812,69 @@ fn cities_without_a_row_borrow_the_nearest_within_300_km() {
     let far = geo.find_city("Ngari", None).unwrap();
     assert!(geo.climate(far).is_none() && geo.normal(far, 200, ClimateMetric::MeanTempC).is_none());
 }
+
+#[test]
+fn climate_rows_cover_capitals_big_cities_and_50_world_cities() {
+    let geo = Geo::bundled();
+    let capitals = [
+        "北京",
+        "天津",
+        "上海",
+        "重庆",
+        "石家庄",
+        "太原",
+        "呼和浩特",
+        "沈阳",
+        "长春",
+        "哈尔滨",
+        "南京",
+        "杭州",
+        "合肥",
+        "福州",
+        "南昌",
+        "济南",
+        "郑州",
+        "武汉",
+        "长沙",
+        "广州",
+        "南宁",
+        "海口",
+        "成都",
+        "贵阳",
+        "昆明",
+        "拉萨",
+        "西安",
+        "兰州",
+        "西宁",
+        "银川",
+        "乌鲁木齐",
+        "香港",
+        "澳门",
+        "台北",
+    ];
+    for name in capitals {
+        let id = geo.find_city(name, None).unwrap();
+        let climate = geo.climate(id).unwrap_or_else(|| panic!("{name} has no climate row"));
+        assert_eq!(climate.distance_km, 0.0, "{name} borrows {}", climate.row.name);
+        assert!(climate.row.rh_pct.is_some(), "{name} has no humidity");
+        assert!(!climate.row.source.is_empty() && !climate.row.quality.is_empty(), "{name}");
+    }
+    // Every Chinese city of 1M+ people has a row of its own or one within 300 km.
+    let mut borrowed = 0;
+    for (id, city) in
+        geo.cities().filter(|(_, c)| c.country == "CN" && c.population.unwrap_or(0) >= 1_000_000)
+    {
+        let climate =
+            geo.climate(id).unwrap_or_else(|| panic!("{} has no row within 300 km", city.name));
+        if climate.distance_km > 0.0 {
+            borrowed += 1;
+        }
+    }
+    assert!(borrowed < 146, "{borrowed}");
+    let world = geo
+        .climate_rows()
+        .iter()
+        .filter(|r| !["CN", "HK", "MO", "TW"].contains(&r.country.as_str()))
+        .count();
+    assert!(world >= 50, "{world} world rows");
+}
