@@ -878,3 +878,24 @@ fn climate_rows_cover_capitals_big_cities_and_50_world_cities() {
         .count();
     assert!(world >= 50, "{world} world rows");
 }
+
+#[test]
+fn campaign_place_names_are_checked_with_did_you_mean() {
+    use almanac::campaign::PlaceNames;
+    let geo = Geo::bundled();
+    assert!(
+        geo.check_city("Harbin").is_ok()
+            && geo.check_city("广州").is_ok()
+            && geo.check_city("Paris").is_ok()
+    );
+    let error = geo.check_city("Shanghia").unwrap_err();
+    assert!(error.contains("did you mean") && error.contains("Shanghai"), "{error}");
+    assert!(geo.check_city("Suzhou").unwrap_err().contains("ambiguous"));
+    assert!(
+        geo.check_province("Guangdong").is_ok()
+            && geo.check_province("广东").is_ok()
+            && geo.check_province("黑龙江省").is_ok()
+    );
+    let error = geo.check_province("Guangdon").unwrap_err();
+    assert!(error.contains("did you mean") && error.contains("Guangdong"), "{error}");
+}
