@@ -23,6 +23,7 @@ use crate::campaign::ClimateMetric;
 
 pub mod climate;
 pub mod config;
+pub mod import;
 pub mod phone;
 
 pub use climate::ClimateRow;
