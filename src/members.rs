@@ -576,10 +576,10 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim();
     let mut digits = String::with_capacity(trimmed.len());
     let mut plus = false;
-    for (index, c) in trimmed.char_indices() {
+    for c in trimmed.chars() {
         match c {
             '0'..='9' => digits.push(c),
-            '+' if index == 0 => plus = true,
+            '+' if digits.is_empty() && !plus => plus = true,
             ' ' | '-' | '.' | '(' | ')' => {}
             other => return Err(format!("bad phone {raw:?}: unexpected {other:?}; {expected}")),
         }
@@ -604,10 +604,13 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
         return Err(format!("bad phone {raw:?}: not a valid international number; {expected}"));
     }
     if let Some(national) = international.strip_prefix("86") {
-        let valid = if national.starts_with('1') {
-            national.len() == 11 && matches!(national.as_bytes()[1], b'3'..=b'9')
-        } else {
-            (9..=11).contains(&national.len())
+        // Mobiles are 1[3-9] and 11 digits; landlines an area code (10 for
+        // Beijing, otherwise 2x or 3xx-9xx) and 9 to 11 digits in all.
+        let valid = match national.as_bytes() {
+            [b'1', b'3'..=b'9', ..] => national.len() == 11,
+            [b'1', b'0', ..] => national.len() == 10,
+            [b'1', ..] => false,
+            _ => (9..=11).contains(&national.len()),
         };
         if !valid {
             return Err(format!("bad phone {raw:?}: not a valid Chinese number; {expected}"));
@@ -831,4 +834,54 @@ fn csv_record(member: &Member) -> Result<[String; 14], Error> {
         time(member.opted_out_at),
         time(member.last_interaction_at),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalize_to_e164() {
+        for (raw, expected) in [
+            ("13904511234", "+8613904511234"),
+            ("+86 139-0451-1234", "+8613904511234"),
+            ("0086 139 0451 1234", "+8613904511234"),
+            ("(+86) 139.0451.1234", "+8613904511234"),
+            ("+86 0451 8765 4321", "+8645187654321"),
+            ("0451-87654321", "+8645187654321"),
+            ("010-6552 9988", "+861065529988"),
+            ("+44 20 7946 0958", "+442079460958"),
+            ("+852 9123 4567", "+85291234567"),
+        ] {
+            assert_eq!(normalize_phone(raw).as_deref(), Ok(expected), "{raw}");
+        }
+    }
+
+    #[test]
+    fn bad_phones_are_rejected_with_a_reason() {
+        for raw in
+            ["12345", "1390451123", "139045112345", "+86 129 0451 1234", "call me", "", "+", "00"]
+        {
+            let error = normalize_phone(raw).expect_err(raw);
+            assert!(error.starts_with("bad phone"), "{raw}: {error}");
+        }
+    }
+
+    #[test]
+    fn phones_are_masked() {
+        assert_eq!(mask_phone("+8613904511234"), "+86139****1234");
+        assert_eq!(mask_phone("+85291234567"), "+85291**4567");
+        assert_eq!(mask_phone("12345"), "*****");
+    }
+
+    #[test]
+    fn csv_lines_split_strictly() {
+        assert_eq!(
+            split_csv_line(r#"a,"b, c","d ""e""",,"#).unwrap(),
+            vec!["a", "b, c", "d \"e\"", "", ""]
+        );
+        assert!(split_csv_line(r#"a,"b"#).unwrap_err().contains("never closed"));
+        assert!(split_csv_line(r#"a,"b"x,c"#).unwrap_err().contains("after its closing quote"));
+        assert!(split_csv_line(r#"a,b"c"#).unwrap_err().contains("does not start with"));
+    }
 }
