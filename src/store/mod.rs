@@ -182,7 +182,10 @@ impl Store {
     }
 
     /// Inserts or updates members by external id; returns their internal ids.
-    pub async fn upsert_members(&self, _members: &[(Member, Option<crate::geo::Place>)]) -> Result<Vec<i64>> {
+    pub async fn upsert_members(
+        &self,
+        _members: &[(Member, Option<crate::geo::Place>)],
+    ) -> Result<Vec<i64>> {
         todo!("issue 5")
     }
 
