@@ -5,9 +5,14 @@
 //! The deprecated `zh-yue`, `zh-cmn` and `zh-guoyu` prefixes read as `yue`, `zh`
 //! and `zh`.
 
-/// The canonical matching key of a tag: lowercase, `cmn` folded into `zh`.
+/// A tag as written, normalized for comparison: trimmed, lowercase, `-` separators.
+pub(crate) fn normalize(tag: &str) -> String {
+    tag.trim().replace('_', "-").to_ascii_lowercase()
+}
+
+/// The canonical matching key of a tag: normalized, `cmn` folded into `zh`.
 pub(crate) fn key(tag: &str) -> String {
-    let lower = tag.trim().replace('_', "-").to_ascii_lowercase();
+    let lower = normalize(tag);
     let (primary, rest) = match lower.split_once('-') {
         Some((primary, rest)) => (primary.to_string(), Some(rest.to_string())),
         None => (lower.clone(), None),

@@ -356,6 +356,9 @@ enum Fallback {
 
 #[derive(Debug)]
 struct VariantGroup {
+    /// The tag as written, normalized.
+    tag: String,
+    /// The tag's matching key (`cmn` folded into `zh`).
     key: String,
     lang: Arc<str>,
     /// (message index, cumulative weight)
@@ -424,9 +427,11 @@ impl<'g> Engine<'g> {
         let mut scratch = Scratch::default();
         for recipient in recipients {
             let start = batch.sends.len();
-            let member_key = recipient.member.lang.as_deref().map(lang::key);
+            let member_tag =
+                recipient.member.lang.as_deref().map(|tag| (lang::normalize(tag), lang::key(tag)));
+            let member_tag = member_tag.as_ref().map(|(tag, key)| (tag.as_str(), key.as_str()));
             for ctx in &mut ctxs {
-                self.plan_member(ctx, recipient, member_key.as_deref(), history, &mut batch);
+                self.plan_member(ctx, recipient, member_tag, history, &mut batch);
             }
             if let Some(cap) = self.config.global_cap
                 && batch.sends.len() > start
@@ -472,7 +477,7 @@ impl<'g> Engine<'g> {
         &self,
         ctx: &mut CampaignCtx<'_>,
         recipient: &Recipient<'_>,
-        member_key: Option<&str>,
+        member_tag: Option<(&str, &str)>,
         history: &History,
         batch: &mut PlanBatch,
     ) {
@@ -513,7 +518,7 @@ impl<'g> Engine<'g> {
                         return;
                     }
                 }
-                if !compiled.language_ok(member_key.unwrap_or(&plan.tag_key)) {
+                if !compiled.language_ok(member_tag.map_or(plan.tag_key.as_str(), |(_, key)| key)) {
                     return;
                 }
                 if plan.no_climate {
@@ -530,7 +535,7 @@ impl<'g> Engine<'g> {
                 if has_place_filter(audience) {
                     return skip(batch, SkipReason::Unresolved);
                 }
-                if let Some(key) = member_key
+                if let Some((_, key)) = member_tag
                     && !compiled.language_ok(key)
                 {
                     return;
@@ -549,8 +554,8 @@ impl<'g> Engine<'g> {
         }
         let past = history.sends(recipient.member_id);
         let mut counted = past.iter().filter(|p| *p.campaign_id == *compiled.id).count() as u64;
-        let group = member_key
-            .and_then(|key| compiled.group_for(key))
+        let group = member_tag
+            .and_then(|(tag, _)| compiled.group_for(tag))
             .or(city_group)
             .or(compiled.default_group);
         for occ in occs.iter() {
@@ -616,7 +621,7 @@ impl<'g> Engine<'g> {
         let compiled = ctx.compiled;
         let city = self.geo.city(id);
         let tag_key = lang::key(&city.lang_tag);
-        let group = compiled.group_for(&tag_key);
+        let group = compiled.group_for(&lang::normalize(&city.lang_tag));
         let eligible = compiled.city_eligible(id, city);
         let no_climate = match &compiled.trigger {
             CompiledTrigger::Climate { metric, .. } => {
@@ -928,12 +933,13 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
                 source,
             },
         )?;
-        let key = lang::key(&message.lang);
-        let group = match groups.iter().position(|g| g.key == key) {
+        let tag = lang::normalize(&message.lang);
+        let group = match groups.iter().position(|g| g.tag == tag) {
             Some(group) => group,
             None => {
                 groups.push(VariantGroup {
-                    key,
+                    key: lang::key(&tag),
+                    tag,
                     lang: Arc::from(message.lang.as_str()),
                     variants: Vec::new(),
                     total: 0,
@@ -962,7 +968,7 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
         once_key: Arc::from("once"),
         crossings: Mutex::new(HashMap::new()),
     };
-    compiled.default_group = compiled.group_for(&lang::key(&campaign.default_lang));
+    compiled.default_group = compiled.group_for(&lang::normalize(&campaign.default_lang));
     if !campaign.audience.cities.is_empty() {
         let mut cities = HashSet::new();
         for name in &campaign.audience.cities {
@@ -992,15 +998,21 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
 }
 
 impl Compiled {
-    /// The variant group for a language key: truncation chain, then same primary
-    /// language.
-    fn group_for(&self, key: &str) -> Option<usize> {
-        for candidate in lang::chain(key) {
-            if let Some(group) = self.groups.iter().position(|g| g.key == candidate) {
+    /// The variant group for a normalized tag: along the truncation chain, the
+    /// variant tagged exactly so, else an equivalent one (`cmn` ≡ `zh`); then the
+    /// first variant of the same primary language.
+    fn group_for(&self, tag: &str) -> Option<usize> {
+        for candidate in lang::chain(tag) {
+            if let Some(group) = self.groups.iter().position(|g| g.tag == candidate) {
+                return Some(group);
+            }
+            let key = lang::key(candidate);
+            if let Some(group) = self.groups.iter().position(|g| g.key == key) {
                 return Some(group);
             }
         }
-        let primary = lang::primary(key);
+        let key = lang::key(tag);
+        let primary = lang::primary(&key);
         self.groups.iter().position(|g| lang::primary(&g.key) == primary)
     }
 
@@ -1083,6 +1095,11 @@ struct TemplateContext<'a> {
     lang: &'a str,
     local_date: String,
     attrs: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// Parses a duration written as a number and a unit: `30s`, `90m`, `36h`, `7d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    duration_text::parse(text)
 }
 
 /// Durations written as a number and a unit: `30s`, `90m`, `36h`, `7d`, `2w`.
