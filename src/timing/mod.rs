@@ -55,9 +55,12 @@
 //!
 //! The variant is chosen from the member's own language, else the city's dialect
 //! tag (`City::lang_tag`), each by BCP-47 truncation (`yue-Hant-HK` → `yue-Hant`
-//! → `yue`), then the first variant of the same primary language, then the
-//! campaign's `default_lang`. Tags compare case-insensitively, with `cmn` ≡ `zh`
-//! (`cmn-Hans` matches `zh-Hans`). Templates render with exactly
+//! → `yue`; at each step a variant tagged exactly so, else an equivalent one),
+//! then the first variant of the member's (else the city's) primary language,
+//! then the campaign's `default_lang`. Tags compare case-insensitively, with
+//! `cmn` ≡ `zh`: a `cmn-Hans` city matches a `zh-Hans` variant, but a variant
+//! tagged exactly `cmn-Hans` wins over a `zh-Hans` one. Variants of the same tag
+//! form an A/B group split by `weight`. Templates render with exactly
 //! [`crate::campaign::TEMPLATE_FIELDS`], strict about undefined values; a field
 //! the member lacks (no name, no Chinese city name) is undefined, so a template
 //! using it fails to render and the member is skipped with `render_failed`.
@@ -381,6 +384,7 @@ struct CityPlan {
     occs: Arc<[Occ]>,
     tag_key: String,
     group: Option<usize>,
+    group_primary: Option<usize>,
 }
 
 /// Per plan call, per campaign.
@@ -524,7 +528,7 @@ impl<'g> Engine<'g> {
                 if plan.no_climate {
                     return skip(batch, SkipReason::NoClimate);
                 }
-                let (occs, group) = (plan.occs.clone(), plan.group);
+                let (occs, group) = (plan.occs.clone(), (plan.group, plan.group_primary));
                 if tz == city.tz {
                     (occs, group)
                 } else {
@@ -543,7 +547,7 @@ impl<'g> Engine<'g> {
                 if matches!(compiled.trigger, CompiledTrigger::Climate { .. }) {
                     return skip(batch, SkipReason::NoClimate);
                 }
-                (self.zone_occs(ctx, tz), None)
+                (self.zone_occs(ctx, tz), (None, None))
             }
         };
         if occs.is_empty() {
@@ -554,9 +558,13 @@ impl<'g> Engine<'g> {
         }
         let past = history.sends(recipient.member_id);
         let mut counted = past.iter().filter(|p| *p.campaign_id == *compiled.id).count() as u64;
+        // Own language, then the city's dialect (each along its truncation chain),
+        // then the same primary language, then the default.
         let group = member_tag
             .and_then(|(tag, _)| compiled.group_for(tag))
-            .or(city_group)
+            .or(city_group.0)
+            .or_else(|| member_tag.and_then(|(_, key)| compiled.group_for_primary(key)))
+            .or(city_group.1)
             .or(compiled.default_group);
         for occ in occs.iter() {
             if past.iter().any(|p| *p.campaign_id == *compiled.id && p.occurrence == occ.key) {
@@ -622,6 +630,7 @@ impl<'g> Engine<'g> {
         let city = self.geo.city(id);
         let tag_key = lang::key(&city.lang_tag);
         let group = compiled.group_for(&lang::normalize(&city.lang_tag));
+        let group_primary = compiled.group_for_primary(&tag_key);
         let eligible = compiled.city_eligible(id, city);
         let no_climate = match &compiled.trigger {
             CompiledTrigger::Climate { metric, .. } => {
@@ -636,7 +645,7 @@ impl<'g> Engine<'g> {
         } else {
             self.zone_occs(ctx, city.tz)
         };
-        CityPlan { eligible, no_climate, occs, tag_key, group }
+        CityPlan { eligible, no_climate, occs, tag_key, group, group_primary }
     }
 
     fn city_zone_occs(&self, ctx: &mut CampaignCtx<'_>, id: CityId, tz: Tz) -> Arc<[Occ]> {
@@ -999,8 +1008,7 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
 
 impl Compiled {
     /// The variant group for a normalized tag: along the truncation chain, the
-    /// variant tagged exactly so, else an equivalent one (`cmn` ≡ `zh`); then the
-    /// first variant of the same primary language.
+    /// variant tagged exactly so, else an equivalent one (`cmn` ≡ `zh`).
     fn group_for(&self, tag: &str) -> Option<usize> {
         for candidate in lang::chain(tag) {
             if let Some(group) = self.groups.iter().position(|g| g.tag == candidate) {
@@ -1011,8 +1019,12 @@ impl Compiled {
                 return Some(group);
             }
         }
-        let key = lang::key(tag);
-        let primary = lang::primary(&key);
+        None
+    }
+
+    /// The first variant (file order) of the same primary language as a key.
+    fn group_for_primary(&self, key: &str) -> Option<usize> {
+        let primary = lang::primary(key);
         self.groups.iter().position(|g| lang::primary(&g.key) == primary)
     }
 
