@@ -160,8 +160,7 @@ impl Metrics {
             "Rejected inbound requests by endpoint and reason.",
             &["endpoint", "reason"],
         );
-        let build_info =
-            gauge(&registry, "almanac_build_info", "Build information.", &["version"]);
+        let build_info = gauge(&registry, "almanac_build_info", "Build information.", &["version"]);
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         #[cfg(target_os = "linux")]
         registry

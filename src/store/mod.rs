@@ -182,7 +182,10 @@ impl Store {
     }
 
     /// Inserts or updates members by external id; returns their internal ids.
-    pub async fn upsert_members(&self, _members: &[(Member, Option<crate::geo::Place>)]) -> Result<Vec<i64>> {
+    pub async fn upsert_members(
+        &self,
+        _members: &[(Member, Option<crate::geo::Place>)],
+    ) -> Result<Vec<i64>> {
         todo!("issue 5")
     }
 
@@ -227,4 +230,81 @@ impl Store {
     pub async fn backlog(&self) -> Result<Vec<(SendStatus, i64)>> {
         todo!("issue 5")
     }
+
+    // --- Methods the daemon (issue 7) calls; placeholders until issue 5 lands. ---
+
+    /// Internal id of the member with this WeChat openid.
+    pub async fn member_id_by_openid(&self, _openid: &str) -> Result<Option<i64>> {
+        todo!("issue 5")
+    }
+
+    /// Clears a member's opt-out (WeChat `subscribe`).
+    pub async fn opt_in(&self, _member_id: i64) -> Result<()> {
+        todo!("issue 5")
+    }
+
+    /// Records the member's own last interaction.
+    pub async fn record_interaction(&self, _member_id: i64, _at: DateTime<Utc>) -> Result<()> {
+        todo!("issue 5")
+    }
+
+    /// Ids of paused campaigns.
+    pub async fn paused_campaigns(&self) -> Result<std::collections::HashSet<String>> {
+        todo!("issue 5")
+    }
+
+    /// Pauses or resumes a campaign.
+    pub async fn set_paused(
+        &self,
+        _campaign_id: &str,
+        _paused: bool,
+        _at: DateTime<Utc>,
+    ) -> Result<()> {
+        todo!("issue 5")
+    }
+
+    /// Ledger row counts by campaign and status.
+    pub async fn campaign_counts(&self) -> Result<Vec<(String, SendStatus, i64)>> {
+        todo!("issue 5")
+    }
+
+    /// Appends to the audit log.
+    pub async fn audit(
+        &self,
+        _actor: &str,
+        _action: &str,
+        _target: &str,
+        _detail: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<()> {
+        todo!("issue 5")
+    }
+
+    /// A member by external id.
+    pub async fn member_by_external_id(&self, _external_id: &str) -> Result<Option<StoredMember>> {
+        todo!("issue 5")
+    }
+
+    /// Forgets a member; false when unknown.
+    pub async fn delete_member(&self, _external_id: &str) -> Result<bool> {
+        todo!("issue 5")
+    }
+
+    /// The member's pending and claimed sends, soonest first.
+    pub async fn upcoming_sends(&self, _member_id: i64, _limit: i64) -> Result<Vec<ClaimedSend>> {
+        todo!("issue 5")
+    }
+
+    /// (members, members without a place).
+    pub async fn member_counts(&self) -> Result<(i64, i64)> {
+        todo!("issue 5")
+    }
+
+    /// Deletes finished rows older than `before`.
+    pub async fn delete_finished_before(&self, _before: DateTime<Utc>) -> Result<u64> {
+        todo!("issue 5")
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {}
 }
