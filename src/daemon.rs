@@ -115,7 +115,7 @@ pub fn campaign_state(campaign: &Campaign, paused: &HashSet<String>) -> &'static
 }
 
 /// Masks every run of 7 or more digits (phone numbers) in `text`, keeping the
-/// first three and last two digits: `+8613812345678` → `+861*********78`.
+/// first three and last two digits: `+8613812345678` → `+861********78`.
 pub fn mask_phones(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut digits = String::new();
@@ -660,7 +660,7 @@ mod tests {
     fn phones_are_masked() {
         assert_eq!(
             mask_phones("row 3: bad phone +8613812345678"),
-            "row 3: bad phone +861*********78"
+            "row 3: bad phone +861********78"
         );
         assert_eq!(mask_phones("row 12345"), "row 12345");
     }
