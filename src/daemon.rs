@@ -163,6 +163,8 @@ struct Core {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     campaigns: Arc<LiveCampaigns>,
+    /// The HTTP server's bound address (reported in STATUS=).
+    listen: std::net::SocketAddr,
     /// Held while a planner tick runs (shutdown waits for it).
     planner: tokio::sync::Mutex<PlannerState>,
     planner_cancel: CancellationToken,
@@ -251,8 +253,9 @@ impl Core {
             .find(|(status, _)| *status == SendStatus::Pending)
             .map_or(0, |(_, count)| *count);
         Ok(format!(
-            "{} active, {} paused campaigns; {members} members; {pending} pending sends",
-            by_state["active"], by_state["paused"]
+            "listening on {}; {} active, {} paused campaigns; {members} members; {pending} \
+             pending sends",
+            self.listen, by_state["active"], by_state["paused"]
         ))
     }
 
@@ -452,6 +455,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         clock: clock.clone(),
         metrics: metrics.clone(),
         campaigns: campaigns.clone(),
+        listen: local,
         planner: tokio::sync::Mutex::new(PlannerState::default()),
         planner_cancel: root.child_token(),
     });
