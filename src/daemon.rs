@@ -35,10 +35,10 @@ use tokio_util::sync::CancellationToken;
 use crate::campaign::Campaign;
 use crate::clock::{Clock, ScaledClock, SystemClock};
 use crate::config::{Config, read_secret};
-use crate::geo::{Geo, LocationHints};
+use crate::geo::Geo;
 use crate::http::AppState;
 use crate::metrics::Metrics;
-use crate::store::{NewSend, SendStatus, Store};
+use crate::store::{NewSend, Resolution, SendStatus, Store};
 
 /// Errors that stop the daemon (before or while starting).
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +142,29 @@ pub fn mask_phones(text: &str) -> String {
     out
 }
 
+/// Ids of the campaigns an operator paused.
+pub async fn paused_campaigns(store: &Store) -> Result<HashSet<String>, crate::store::Error> {
+    Ok(store
+        .campaign_states()
+        .await?
+        .into_iter()
+        .filter(|state| state.paused)
+        .map(|state| state.campaign_id)
+        .collect())
+}
+
+/// Resolves a member's place with the bundled data, counting the source.
+pub fn resolve(geo: &Geo, metrics: &Metrics, member: &crate::members::Member) -> Resolution {
+    let resolved = crate::members::resolve_with_geo(geo, member);
+    let source = resolved.as_ref().map_or("none", |place| place.source.as_str());
+    metrics.resolutions.with_label_values(&[source]).inc();
+    let (place, unresolved_reason) = match resolved {
+        Ok(place) => (Some(place), None),
+        Err(reason) => (None, Some(reason)),
+    };
+    Resolution { place, unresolved_reason, data_version: Some(geo.data_version().to_owned()) }
+}
+
 /// Sends a systemd notification; silently nothing outside systemd.
 fn notify(states: &[NotifyState<'_>]) {
     if let Err(error) = sd_notify::notify(false, states) {
@@ -191,7 +214,7 @@ impl Core {
         if to <= from {
             return Ok(0);
         }
-        let paused = self.store.paused_campaigns().await?;
+        let paused = paused_campaigns(&self.store).await?;
         let set = self.campaigns.current();
         let active: Vec<&Campaign> = set
             .campaigns
@@ -235,7 +258,7 @@ impl Core {
             let count = backlog.iter().find(|(s, _)| *s == status).map_or(0, |(_, count)| *count);
             self.metrics.ledger_backlog.with_label_values(&[status.as_str()]).set(count);
         }
-        let paused = self.store.paused_campaigns().await?;
+        let paused = paused_campaigns(&self.store).await?;
         let set = self.campaigns.current();
         let mut by_state: BTreeMap<&str, i64> =
             [("active", 0), ("paused", 0), ("disabled", 0)].into_iter().collect();
@@ -245,9 +268,10 @@ impl Core {
         for (state, count) in &by_state {
             self.metrics.campaigns.with_label_values(&[state]).set(*count);
         }
-        let (members, unresolved) = self.store.member_counts().await?;
-        self.metrics.members.set(members);
-        self.metrics.members_unresolved.set(unresolved);
+        let counts = self.store.member_counts().await?;
+        let members = counts.total;
+        self.metrics.members.set(counts.total);
+        self.metrics.members_unresolved.set(counts.unresolved);
         let pending = backlog
             .iter()
             .find(|(status, _)| *status == SendStatus::Pending)
@@ -357,19 +381,10 @@ async fn import_members(store: &Store, metrics: &Metrics, path: &Path) -> Result
     for row in rows {
         match row {
             Ok(member) => {
-                let hints = LocationHints {
-                    city: member.city.as_deref(),
-                    province: member.province.as_deref(),
-                    coordinates: member.lat.zip(member.lon),
-                    phone: member.phone.as_deref(),
-                    ip: member.ip.as_deref(),
-                };
-                let place = geo.resolve(&hints).ok();
-                let source = place.map_or("none", |place| place.source.as_str());
-                metrics.resolutions.with_label_values(&[source]).inc();
-                batch.push((member, place));
+                let resolution = resolve(geo, metrics, &member);
+                batch.push((member, resolution));
                 if batch.len() == 500 {
-                    imported += store.upsert_members(&batch).await?.len();
+                    imported += store.upsert_resolved(&batch).await?.len();
                     batch.clear();
                 }
             }
@@ -380,7 +395,7 @@ async fn import_members(store: &Store, metrics: &Metrics, path: &Path) -> Result
         }
     }
     if !batch.is_empty() {
-        imported += store.upsert_members(&batch).await?.len();
+        imported += store.upsert_resolved(&batch).await?.len();
     }
     tracing::info!(file = %path.display(), imported, bad, "Imported the member file.");
     Ok(())
@@ -494,7 +509,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         .add(repeated(Duration::from_secs(3600), core.clone(), |core| async move {
             let retention = chrono::Duration::from_std(core.config.retention.ledger)
                 .unwrap_or(chrono::Duration::days(90));
-            match core.store.delete_finished_before(core.clock.now() - retention).await {
+            match core.store.retention(core.clock.now() - retention).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "Ledger retention removed old rows."),
                 Err(error) => tracing::warn!(%error, "Ledger retention failed."),

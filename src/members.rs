@@ -91,3 +91,18 @@ pub fn read_file(
 ) -> Result<Box<dyn Iterator<Item = Result<Member, RowError>> + Send>, Error> {
     todo!("issue 5")
 }
+
+/// Resolves a member's hints with the bundled place knowledge; the reason on failure.
+pub fn resolve_with_geo(
+    geo: &crate::geo::Geo,
+    member: &Member,
+) -> Result<crate::geo::Place, String> {
+    let hints = crate::geo::LocationHints {
+        city: member.city.as_deref(),
+        province: member.province.as_deref(),
+        coordinates: member.lat.zip(member.lon),
+        phone: member.phone.as_deref(),
+        ip: member.ip.as_deref(),
+    };
+    geo.resolve(&hints).map_err(|error| error.to_string())
+}

@@ -21,8 +21,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::geo::{Geo, LocationHints};
+use crate::geo::Geo;
 use crate::members::Member;
+use crate::store::UpsertKind;
 
 const ACTOR: &str = "admin-api";
 
@@ -87,11 +88,11 @@ struct CampaignView {
 
 async fn list_campaigns(State(state): State<AppState>) -> Response {
     let set = state.campaigns.current();
-    let paused = match state.store.paused_campaigns().await {
+    let paused = match crate::daemon::paused_campaigns(&state.store).await {
         Ok(paused) => paused,
         Err(error) => return store_error(error),
     };
-    let counts = match state.store.campaign_counts().await {
+    let counts = match state.store.campaign_backlog().await {
         Ok(counts) => counts,
         Err(error) => return store_error(error),
     };
@@ -119,11 +120,10 @@ async fn set_paused(state: AppState, id: String, paused: bool) -> Response {
         return error(StatusCode::NOT_FOUND, format!("no campaign {id:?} is loaded"));
     }
     let action = if paused { "pause" } else { "resume" };
-    let now = state.clock.now();
-    if let Err(error) = state.store.set_paused(&id, paused, now).await {
+    if let Err(error) = state.store.set_campaign_paused(&id, paused).await {
         return store_error(error);
     }
-    if let Err(error) = state.store.audit(ACTOR, action, &id, "", now).await {
+    if let Err(error) = state.store.audit(ACTOR, action, &id, "").await {
         return store_error(error);
     }
     tracing::info!(campaign = %id, action, "Campaign state changed through the admin API.");
@@ -162,52 +162,45 @@ async fn upsert_member(
         );
     }
     let geo = Geo::bundled();
-    let hints = LocationHints {
-        city: member.city.as_deref(),
-        province: member.province.as_deref(),
-        coordinates: member.lat.zip(member.lon),
-        phone: member.phone.as_deref(),
-        ip: member.ip.as_deref(),
-    };
-    let resolved = geo.resolve(&hints);
-    let source = resolved.as_ref().map_or("none", |place| place.source.as_str());
-    state.metrics.resolutions.with_label_values(&[source]).inc();
-    let place = resolved.as_ref().ok().copied();
-    let ids = match state.store.upsert_members(&[(member, place)]).await {
-        Ok(ids) => ids,
+    let resolution = crate::daemon::resolve(geo, &state.metrics, &member);
+    let place = resolution.place;
+    let unresolved = resolution.unresolved_reason.clone();
+    let upserted = match state.store.upsert_resolved(&[(member, resolution)]).await {
+        Ok(upserted) => upserted,
         Err(error) => return store_error(error),
     };
-    let now = state.clock.now();
-    if let Err(error) = state.store.audit(ACTOR, "upsert_member", &external_id, "", now).await {
+    let Some(upserted) = upserted.first() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the store returned no id");
+    };
+    let target = format!("member #{}", upserted.id);
+    if let Err(error) = state.store.audit(ACTOR, "upsert_member", &target, "").await {
         return store_error(error);
     }
-    Json(json!({
-        "id": ids.first(),
-        "external_id": external_id,
-        "place": place.map(|place| place_json(geo, &place)),
-        "unresolved": resolved.err().map(|error| error.to_string()),
-    }))
-    .into_response()
+    let status =
+        if upserted.kind == UpsertKind::Inserted { StatusCode::CREATED } else { StatusCode::OK };
+    (
+        status,
+        Json(json!({
+            "id": upserted.id,
+            "external_id": external_id,
+            "place": place.map(|place| place_json(geo, &place)),
+            "unresolved": unresolved,
+        })),
+    )
+        .into_response()
 }
 
 async fn delete_member(State(state): State<AppState>, Path(external_id): Path<String>) -> Response {
-    match state.store.delete_member(&external_id).await {
+    // The store writes the audit row itself, naming only the internal id.
+    match state.store.delete_member(&external_id, ACTOR).await {
         Ok(false) => error(StatusCode::NOT_FOUND, format!("no member {external_id:?}")),
-        Ok(true) => {
-            let now = state.clock.now();
-            if let Err(error) =
-                state.store.audit(ACTOR, "delete_member", &external_id, "", now).await
-            {
-                return store_error(error);
-            }
-            StatusCode::NO_CONTENT.into_response()
-        }
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => store_error(error),
     }
 }
 
 async fn show_member(State(state): State<AppState>, Path(external_id): Path<String>) -> Response {
-    let stored = match state.store.member_by_external_id(&external_id).await {
+    let stored = match state.store.get_member(&external_id).await {
         Ok(Some(stored)) => stored,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no member {external_id:?}")),
         Err(error) => return store_error(error),
@@ -229,6 +222,7 @@ async fn show_member(State(state): State<AppState>, Path(external_id): Path<Stri
             "due_at": send.due_at,
             "channel": send.channel,
             "lang": send.lang,
+            "status": send.status.as_str(),
         })).collect::<Vec<_>>(),
     }))
     .into_response()

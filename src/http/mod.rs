@@ -59,10 +59,10 @@ impl AppState {
             }
             wechat::Action::OptIn => {
                 self.store.opt_in(member_id).await?;
-                self.store.record_interaction(member_id, at).await?;
+                self.store.touch_interaction(member_id, at).await?;
                 tracing::info!(member_id, "Member subscribed on WeChat; opted back in.");
             }
-            wechat::Action::Interaction => self.store.record_interaction(member_id, at).await?,
+            wechat::Action::Interaction => self.store.touch_interaction(member_id, at).await?,
         }
         Ok(true)
     }

@@ -5,9 +5,21 @@
 //! CONTRACT (skeleton; the storage work, issue 5, fills it in and keeps these
 //! signatures; add methods freely). Every hot-path write takes a batch.
 
-use chrono::{DateTime, Utc};
+use std::str::FromStr;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::geo::{CityId, Geo, Place, PlaceSource};
 use crate::members::Member;
+
+mod postgres;
+mod sqlite;
+pub mod testing;
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +33,14 @@ pub enum Error {
     /// The URL names no supported backend.
     #[error("unsupported database URL {0:?} (expected sqlite:… or postgres://…)")]
     Url(String),
+    /// A stored value could not be decoded (a corrupt or hand-edited row).
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 /// Result alias.
@@ -169,142 +189,716 @@ pub enum Outcome {
     },
 }
 
+impl FromStr for SendStatus {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        Ok(match text {
+            "pending" => Self::Pending,
+            "claimed" => Self::Claimed,
+            "sent" => Self::Sent,
+            "dead" => Self::Dead,
+            "holdout" => Self::Holdout,
+            "skipped" => Self::Skipped,
+            other => {
+                return Err(Error::Corrupt {
+                    table: "sends",
+                    reason: format!("unknown status {other:?}"),
+                });
+            }
+        })
+    }
+}
+
+/// A member's cached resolution as written by import and [`Store::reresolve_stale`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resolution {
+    /// The place, when resolution succeeded.
+    pub place: Option<Place>,
+    /// Why resolution failed, when it did.
+    pub unresolved_reason: Option<String>,
+    /// The geo data version that produced it (`None`: unknown, re-resolved at next start).
+    pub data_version: Option<String>,
+}
+
+/// What an upsert did to one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpsertKind {
+    /// A new member.
+    Inserted,
+    /// An existing member whose record or resolution changed.
+    Updated,
+    /// An existing member, identical.
+    Unchanged,
+}
+
+/// Result of upserting one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upserted {
+    /// Internal id.
+    pub id: i64,
+    /// What happened.
+    pub kind: UpsertKind,
+}
+
+/// A campaign's operational state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignState {
+    /// Campaign id.
+    pub campaign_id: String,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// Content hash of the last loaded file, if recorded.
+    pub content_hash: Option<String>,
+}
+
+/// A ledger row as shown to operators (`members show`, admin API).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendRow {
+    /// Ledger row id.
+    pub id: i64,
+    /// Campaign.
+    pub campaign_id: String,
+    /// Occurrence key.
+    pub occurrence: String,
+    /// Member internal id (`None` once the member was forgotten).
+    pub member_id: Option<i64>,
+    /// Due instant.
+    pub due_at: DateTime<Utc>,
+    /// Channel name.
+    pub channel: String,
+    /// Language.
+    pub lang: String,
+    /// Variant label.
+    pub variant: String,
+    /// Status.
+    pub status: SendStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Last error or skip reason.
+    pub last_error: Option<String>,
+}
+
+/// A past or planned send, for frequency caps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Campaign.
+    pub campaign_id: String,
+    /// Member internal id.
+    pub member_id: i64,
+    /// Due instant.
+    pub due_at: DateTime<Utc>,
+}
+
+/// Member totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberCounts {
+    /// All members.
+    pub total: i64,
+    /// Members without a place.
+    pub unresolved: i64,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (operator, token name, `cli`).
+    pub actor: String,
+    /// What (`pause`, `forget`, ...).
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// Details (no personal data).
+    pub detail: String,
+}
+
+/// A cached WeChat access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WechatToken {
+    /// The token (a secret: never log it).
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// SQLite file (one process).
+    Sqlite,
+    /// PostgreSQL (many replicas).
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
 /// The store: one API, two backends.
 #[derive(Debug, Clone)]
 pub struct Store {
-    _private: (),
+    backend: Backend,
 }
+
+/// Runs `$body` with `$pool` bound to the backend's pool and `$module` to its SQL module.
+macro_rules! dispatch {
+    ($self:expr, |$pool:ident, $module:ident| $body:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($pool) => {
+                use sqlite as $module;
+                $body
+            }
+            Backend::Postgres($pool) => {
+                use postgres as $module;
+                $body
+            }
+        }
+    };
+}
+
+/// Rows per batch when re-resolving stale members.
+const RERESOLVE_BATCH: i64 = 2000;
 
 impl Store {
     /// Connects (`sqlite:path` creates the file; `postgres://…`) and migrates.
-    pub async fn connect(_url: &str) -> Result<Store> {
-        todo!("issue 5")
+    pub async fn connect(url: &str) -> Result<Store> {
+        let store = Self::connect_unmigrated(url).await?;
+        store.migrate().await?;
+        Ok(store)
     }
 
+    /// Connects without applying migrations.
+    pub async fn connect_unmigrated(url: &str) -> Result<Store> {
+        let backend = if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let mut options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30));
+            if !memory {
+                options = options
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal);
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(if memory { 1 } else { 8 })
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+                .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                .connect_with(options)
+                .await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(Error::Url(url.to_string()));
+        };
+        Ok(Store { backend })
+    }
+
+    /// Applies the embedded migrations of this backend; returns how many exist.
+    pub async fn migrate(&self) -> Result<usize> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let migrator = sqlx::migrate!("migrations/sqlite");
+                migrator.run(pool).await?;
+                Ok(migrator.iter().count())
+            }
+            Backend::Postgres(pool) => {
+                let migrator = sqlx::migrate!("migrations/postgres");
+                migrator.run(pool).await?;
+                Ok(migrator.iter().count())
+            }
+        }
+    }
+
+    /// Runs one SQL statement without parameters (administration, tests).
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        Ok(match &self.backend {
+            Backend::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await?.rows_affected(),
+            Backend::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await?.rows_affected(),
+        })
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// Closes every connection (checkpoints the SQLite WAL).
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    // ---- members ---------------------------------------------------------------
+
     /// Inserts or updates members by external id; returns their internal ids.
-    pub async fn upsert_members(
-        &self,
-        _members: &[(Member, Option<crate::geo::Place>)],
-    ) -> Result<Vec<i64>> {
-        todo!("issue 5")
+    /// The places are stored without a data version, so [`Store::reresolve_stale`]
+    /// resolves them again with the bundled data.
+    pub async fn upsert_members(&self, members: &[(Member, Option<Place>)]) -> Result<Vec<i64>> {
+        let rows: Vec<(Member, Resolution)> = members
+            .iter()
+            .map(|(member, place)| {
+                (member.clone(), Resolution { place: *place, ..Resolution::default() })
+            })
+            .collect();
+        Ok(self.upsert_resolved(&rows).await?.into_iter().map(|up| up.id).collect())
+    }
+
+    /// Inserts or updates members with their resolution, by external id; says
+    /// for each (in input order) whether it was inserted, updated or unchanged.
+    /// A later duplicate of an external id in the same batch wins.
+    pub async fn upsert_resolved(&self, rows: &[(Member, Resolution)]) -> Result<Vec<Upserted>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = rows.iter().map(|(m, _)| m.external_id.as_str()).collect();
+        let existing =
+            dispatch!(self, |pool, backend| backend::members_by_external_ids(pool, &ids).await?);
+        let existing: std::collections::HashMap<String, StoredMemberFull> =
+            existing.into_iter().map(|row| (row.stored.member.external_id.clone(), row)).collect();
+        // The last occurrence of each external id is the one written.
+        let mut last = std::collections::HashMap::new();
+        for (index, (member, _)) in rows.iter().enumerate() {
+            last.insert(member.external_id.as_str(), index);
+        }
+        let mut kinds = Vec::with_capacity(rows.len());
+        let mut to_write: Vec<&(Member, Resolution)> = Vec::new();
+        for (index, row) in rows.iter().enumerate() {
+            let kind = match existing.get(&row.0.external_id) {
+                None => UpsertKind::Inserted,
+                Some(old) if old.same_as(&row.0, &row.1) => UpsertKind::Unchanged,
+                Some(_) => UpsertKind::Updated,
+            };
+            if kind != UpsertKind::Unchanged && last[row.0.external_id.as_str()] == index {
+                to_write.push(row);
+            }
+            kinds.push(kind);
+        }
+        to_write.sort_by(|a, b| a.0.external_id.cmp(&b.0.external_id));
+        let written =
+            dispatch!(self, |pool, backend| backend::write_members(pool, &to_write).await?);
+        let mut id_of: std::collections::HashMap<&str, i64> =
+            existing.iter().map(|(key, row)| (key.as_str(), row.stored.id)).collect();
+        for (external_id, id) in &written {
+            id_of.insert(external_id.as_str(), *id);
+        }
+        rows.iter()
+            .zip(kinds)
+            .map(|((member, _), kind)| {
+                let id = *id_of.get(member.external_id.as_str()).ok_or_else(|| Error::Corrupt {
+                    table: "members",
+                    reason: format!("upsert returned no id for {:?}", member.external_id),
+                })?;
+                Ok(Upserted { id, kind })
+            })
+            .collect()
     }
 
     /// Streams members in id order: up to `limit` with id > `after`.
-    pub async fn members_page(&self, _after: i64, _limit: i64) -> Result<Vec<StoredMember>> {
-        todo!("issue 5")
+    pub async fn members_page(&self, after: i64, limit: i64) -> Result<Vec<StoredMember>> {
+        let rows = dispatch!(self, |pool, backend| backend::members_page(pool, after, limit, None)
+            .await?);
+        Ok(rows.into_iter().map(|row| row.stored).collect())
     }
 
-    /// Inserts ledger rows, ignoring ones that exist; returns how many were new.
-    pub async fn insert_sends(&self, _sends: &[NewSend]) -> Result<u64> {
-        todo!("issue 5")
+    /// A member by external id.
+    pub async fn get_member(&self, external_id: &str) -> Result<Option<StoredMember>> {
+        let rows =
+            dispatch!(self, |pool, backend| backend::members_by_external_ids(pool, &[external_id])
+                .await?);
+        Ok(rows.into_iter().next().map(|row| row.stored))
     }
 
-    /// Claims up to `limit` due rows (pending and due, or claimed with an expired
-    /// lease) for `owner` until `now + lease`.
-    pub async fn claim_due(
-        &self,
-        _owner: &str,
-        _now: DateTime<Utc>,
-        _lease: chrono::Duration,
-        _limit: i64,
-    ) -> Result<Vec<ClaimedSend>> {
-        todo!("issue 5")
-    }
-
-    /// Records outcomes of claimed rows in one transaction.
-    pub async fn record_outcomes(&self, _outcomes: &[Outcome]) -> Result<()> {
-        todo!("issue 5")
-    }
-
-    /// Returns every row claimed by `owner` to pending (graceful stop).
-    pub async fn release(&self, _owner: &str) -> Result<u64> {
-        todo!("issue 5")
+    /// A member's internal id by WeChat openid.
+    pub async fn member_id_by_openid(&self, openid: &str) -> Result<Option<i64>> {
+        dispatch!(self, |pool, backend| backend::member_id_by_openid(pool, openid).await)
     }
 
     /// Marks a member opted out (by internal id) at `at`; future sends are skipped.
-    pub async fn opt_out(&self, _member_id: i64, _at: DateTime<Utc>) -> Result<()> {
-        todo!("issue 5")
+    pub async fn opt_out(&self, member_id: i64, at: DateTime<Utc>) -> Result<()> {
+        dispatch!(self, |pool, backend| backend::set_opted_out(pool, member_id, Some(at)).await)
+    }
+
+    /// Clears a member's opt-out (they subscribed again).
+    pub async fn opt_in(&self, member_id: i64) -> Result<()> {
+        dispatch!(self, |pool, backend| backend::set_opted_out(pool, member_id, None).await)
+    }
+
+    /// Records the member's own interaction at `at` (opens the WeChat 48-hour window).
+    pub async fn touch_interaction(&self, member_id: i64, at: DateTime<Utc>) -> Result<()> {
+        dispatch!(self, |pool, backend| backend::touch_interaction(pool, member_id, at).await)
+    }
+
+    /// Forgets a member (PIPL / GDPR erasure): deletes the member row and its
+    /// resolution; in the ledger removes the member reference, rendered text,
+    /// errors and provider ids so only anonymous counts by campaign and status
+    /// remain; redacts the member's identifiers from the audit log; and writes an
+    /// audit row naming only the internal id. Returns false when no such member.
+    pub async fn delete_member(&self, external_id: &str, actor: &str) -> Result<bool> {
+        let Some(member) = self.get_member(external_id).await? else {
+            return Ok(false);
+        };
+        let mut secrets: Vec<String> = [
+            Some(member.member.external_id.clone()),
+            member.member.openid.clone(),
+            member.member.phone.clone(),
+            member.member.name.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|value| value.chars().count() >= 3)
+        .collect();
+        secrets.sort();
+        secrets.dedup();
+        dispatch!(self, |pool, backend| backend::forget_member(pool, member.id, &secrets).await?);
+        self.audit(actor, "forget", &format!("member #{}", member.id), "member erased").await?;
+        Ok(true)
+    }
+
+    /// The member's next ledger rows (pending, claimed) by due instant.
+    pub async fn upcoming_sends(&self, member_id: i64, limit: i64) -> Result<Vec<SendRow>> {
+        dispatch!(self, |pool, backend| backend::upcoming_sends(pool, member_id, limit).await)
+    }
+
+    /// Total and unresolved member counts.
+    pub async fn member_counts(&self) -> Result<MemberCounts> {
+        dispatch!(self, |pool, backend| backend::member_counts(pool).await)
+    }
+
+    /// Re-resolves members whose cached resolution came from another data version
+    /// (or none), in batches; returns how many were re-resolved.
+    pub async fn reresolve_stale(&self, geo: &Geo) -> Result<u64> {
+        let version = geo.data_version().to_string();
+        self.reresolve_stale_with(&version, &|member| crate::members::resolve_with_geo(geo, member))
+            .await
+    }
+
+    /// [`Store::reresolve_stale`] with any resolver (tests, tools).
+    pub async fn reresolve_stale_with(
+        &self,
+        data_version: &str,
+        resolver: &(dyn Fn(&Member) -> Result<Place, String> + Sync),
+    ) -> Result<u64> {
+        let mut after = 0;
+        let mut total = 0;
+        loop {
+            let page = dispatch!(self, |pool, backend| backend::members_page(
+                pool,
+                after,
+                RERESOLVE_BATCH,
+                Some(data_version)
+            )
+            .await?);
+            let Some(last) = page.last() else { break };
+            after = last.stored.id;
+            let updates: Vec<(i64, Resolution)> = page
+                .iter()
+                .map(|row| {
+                    let resolution = match resolver(&row.stored.member) {
+                        Ok(place) => Resolution {
+                            place: Some(place),
+                            unresolved_reason: None,
+                            data_version: Some(data_version.to_string()),
+                        },
+                        Err(reason) => Resolution {
+                            place: None,
+                            unresolved_reason: Some(reason),
+                            data_version: Some(data_version.to_string()),
+                        },
+                    };
+                    (row.stored.id, resolution)
+                })
+                .collect();
+            dispatch!(self, |pool, backend| backend::write_resolutions(pool, &updates).await?);
+            total += updates.len() as u64;
+        }
+        Ok(total)
+    }
+
+    // ---- ledger ----------------------------------------------------------------
+
+    /// Inserts ledger rows, ignoring ones that exist; returns how many were new.
+    /// Rows for members that no longer exist are dropped.
+    pub async fn insert_sends(&self, sends: &[NewSend]) -> Result<u64> {
+        if sends.is_empty() {
+            return Ok(0);
+        }
+        // One lock order for every writer: no deadlocks between racing planners.
+        let mut sorted: Vec<&NewSend> = sends.iter().collect();
+        sorted.sort_by(|a, b| {
+            (a.campaign_id.as_str(), a.occurrence.as_str(), a.member_id).cmp(&(
+                b.campaign_id.as_str(),
+                b.occurrence.as_str(),
+                b.member_id,
+            ))
+        });
+        dispatch!(self, |pool, backend| backend::insert_sends(pool, &sorted).await)
+    }
+
+    /// Claims up to `limit` due rows (pending and due, or claimed with an expired
+    /// lease) for `owner` until `now + lease`. Rows of members who opted out are
+    /// marked skipped (`opted_out`) instead and not returned.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: i64,
+    ) -> Result<Vec<ClaimedSend>> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, |pool, backend| backend::claim_due(pool, owner, now, now + lease, limit)
+            .await)
+    }
+
+    /// Records outcomes of claimed rows in one transaction.
+    pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<OutcomeRow<'_>> = outcomes.iter().map(OutcomeRow::from).collect();
+        dispatch!(self, |pool, backend| backend::record_outcomes(pool, &rows).await)
+    }
+
+    /// Returns every row claimed by `owner` to pending (graceful stop).
+    pub async fn release(&self, owner: &str) -> Result<u64> {
+        dispatch!(self, |pool, backend| backend::release(pool, owner).await)
     }
 
     /// Row counts by status.
     pub async fn backlog(&self) -> Result<Vec<(SendStatus, i64)>> {
-        todo!("issue 5")
+        let rows = dispatch!(self, |pool, backend| backend::backlog(pool).await?);
+        rows.into_iter().map(|(status, count)| Ok((status.parse::<SendStatus>()?, count))).collect()
     }
 
-    // --- Methods the daemon (issue 7) calls; placeholders until issue 5 lands. ---
-
-    /// Internal id of the member with this WeChat openid.
-    pub async fn member_id_by_openid(&self, _openid: &str) -> Result<Option<i64>> {
-        todo!("issue 5")
+    /// Row counts by campaign and status (admin API).
+    pub async fn campaign_backlog(&self) -> Result<Vec<(String, SendStatus, i64)>> {
+        let rows = dispatch!(self, |pool, backend| backend::campaign_backlog(pool).await?);
+        rows.into_iter()
+            .map(|(campaign, status, count)| Ok((campaign, status.parse::<SendStatus>()?, count)))
+            .collect()
     }
 
-    /// Clears a member's opt-out (WeChat `subscribe`).
-    pub async fn opt_in(&self, _member_id: i64) -> Result<()> {
-        todo!("issue 5")
+    /// Sent, pending and claimed rows of these members due at or after `since`
+    /// (frequency caps).
+    pub async fn send_history(
+        &self,
+        member_ids: &[i64],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<HistoryEntry>> {
+        if member_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, |pool, backend| backend::send_history(pool, member_ids, since).await)
     }
 
-    /// Records the member's own last interaction.
-    pub async fn record_interaction(&self, _member_id: i64, _at: DateTime<Utc>) -> Result<()> {
-        todo!("issue 5")
+    /// Deletes finished ledger rows (sent, dead, skipped, holdout) due before
+    /// `older_than`; returns how many.
+    pub async fn retention(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        dispatch!(self, |pool, backend| backend::retention(pool, older_than).await)
     }
 
-    /// Ids of paused campaigns.
-    pub async fn paused_campaigns(&self) -> Result<std::collections::HashSet<String>> {
-        todo!("issue 5")
-    }
+    // ---- campaigns, audit, tokens ---------------------------------------------------
 
     /// Pauses or resumes a campaign.
-    pub async fn set_paused(
+    pub async fn set_campaign_paused(&self, campaign_id: &str, paused: bool) -> Result<()> {
+        dispatch!(self, |pool, backend| backend::set_campaign_paused(pool, campaign_id, paused)
+            .await)
+    }
+
+    /// Records the content hash of a campaign's last loaded file.
+    pub async fn set_campaign_hash(&self, campaign_id: &str, content_hash: &str) -> Result<()> {
+        dispatch!(self, |pool, backend| backend::set_campaign_hash(pool, campaign_id, content_hash)
+            .await)
+    }
+
+    /// Every campaign's state, by id.
+    pub async fn campaign_states(&self) -> Result<Vec<CampaignState>> {
+        dispatch!(self, |pool, backend| backend::campaign_states(pool).await)
+    }
+
+    /// Appends an operator action to the audit log (never put personal data in it).
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> Result<()> {
+        dispatch!(self, |pool, backend| backend::audit(pool, actor, action, target, detail).await)
+    }
+
+    /// The most recent audit entries, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        dispatch!(self, |pool, backend| backend::audit_log(pool, limit).await)
+    }
+
+    /// The cached WeChat access token of an app id.
+    pub async fn wechat_token(&self, app_id: &str) -> Result<Option<WechatToken>> {
+        dispatch!(self, |pool, backend| backend::wechat_token(pool, app_id).await)
+    }
+
+    /// Stores the WeChat access token of an app id (shared by replicas).
+    pub async fn put_wechat_token(
         &self,
-        _campaign_id: &str,
-        _paused: bool,
-        _at: DateTime<Utc>,
+        app_id: &str,
+        token: &str,
+        expires_at: DateTime<Utc>,
     ) -> Result<()> {
-        todo!("issue 5")
+        dispatch!(self, |pool, backend| backend::put_wechat_token(pool, app_id, token, expires_at)
+            .await)
     }
 
-    /// Ledger row counts by campaign and status.
-    pub async fn campaign_counts(&self) -> Result<Vec<(String, SendStatus, i64)>> {
-        todo!("issue 5")
+    /// Every column of every table as text, for erasure checks: (table, row as text).
+    pub async fn dump_all_text(&self) -> Result<Vec<(String, String)>> {
+        dispatch!(self, |pool, backend| backend::dump_all_text(pool).await)
     }
+}
 
-    /// Appends to the audit log.
-    pub async fn audit(
-        &self,
-        _actor: &str,
-        _action: &str,
-        _target: &str,
-        _detail: &str,
-        _at: DateTime<Utc>,
-    ) -> Result<()> {
-        todo!("issue 5")
+/// A stored member plus what upserts compare (the data version).
+#[derive(Debug, Clone)]
+struct StoredMemberFull {
+    stored: StoredMember,
+    data_version: Option<String>,
+}
+
+impl StoredMemberFull {
+    fn same_as(&self, member: &Member, resolution: &Resolution) -> bool {
+        self.stored.member == *member
+            && self.stored.place == resolution.place
+            && self.stored.unresolved_reason == resolution.unresolved_reason
+            && self.data_version == resolution.data_version
     }
+}
 
-    /// A member by external id.
-    pub async fn member_by_external_id(&self, _external_id: &str) -> Result<Option<StoredMember>> {
-        todo!("issue 5")
+/// An outcome flattened to the columns it writes.
+#[derive(Debug)]
+struct OutcomeRow<'a> {
+    id: i64,
+    status: &'static str,
+    next_attempt_at: Option<DateTime<Utc>>,
+    error: Option<&'a str>,
+    provider_id: Option<&'a str>,
+    sent_at: Option<DateTime<Utc>>,
+    attempt: i32,
+}
+
+impl<'a> From<&'a Outcome> for OutcomeRow<'a> {
+    fn from(outcome: &'a Outcome) -> Self {
+        let blank = OutcomeRow {
+            id: 0,
+            status: "",
+            next_attempt_at: None,
+            error: None,
+            provider_id: None,
+            sent_at: None,
+            attempt: 1,
+        };
+        match outcome {
+            Outcome::Sent { id, at, provider_id } => OutcomeRow {
+                id: *id,
+                status: SendStatus::Sent.as_str(),
+                provider_id: provider_id.as_deref(),
+                sent_at: Some(*at),
+                ..blank
+            },
+            Outcome::Retry { id, at, error } => OutcomeRow {
+                id: *id,
+                status: SendStatus::Pending.as_str(),
+                next_attempt_at: Some(*at),
+                error: Some(error),
+                ..blank
+            },
+            Outcome::Dead { id, reason } => OutcomeRow {
+                id: *id,
+                status: SendStatus::Dead.as_str(),
+                error: Some(reason),
+                ..blank
+            },
+            Outcome::Skipped { id, reason } => OutcomeRow {
+                id: *id,
+                status: SendStatus::Skipped.as_str(),
+                error: Some(reason),
+                attempt: 0,
+                ..blank
+            },
+        }
     }
+}
 
-    /// Forgets a member; false when unknown.
-    pub async fn delete_member(&self, _external_id: &str) -> Result<bool> {
-        todo!("issue 5")
+/// Flattened place columns: (city id, tz, source, confidence, distance).
+type PlaceColumns = (Option<i64>, Option<String>, Option<&'static str>, Option<f64>, Option<f64>);
+
+fn place_columns(place: Option<&Place>) -> PlaceColumns {
+    match place {
+        None => (None, None, None, None, None),
+        Some(place) => (
+            Some(i64::from(place.city.0)),
+            Some(place.tz.name().to_string()),
+            Some(place.source.as_str()),
+            Some(f64::from(place.confidence)),
+            place.distance_km.map(f64::from),
+        ),
     }
+}
 
-    /// The member's pending and claimed sends, soonest first.
-    pub async fn upcoming_sends(&self, _member_id: i64, _limit: i64) -> Result<Vec<ClaimedSend>> {
-        todo!("issue 5")
-    }
+fn place_from_columns(
+    city: Option<i64>,
+    tz: Option<String>,
+    source: Option<String>,
+    confidence: Option<f64>,
+    distance: Option<f64>,
+) -> Result<Option<Place>> {
+    let (Some(city), Some(tz), Some(source)) = (city, tz, source) else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| Error::Corrupt { table: "members", reason };
+    let city = u32::try_from(city).map_err(|_| corrupt(format!("city id {city} out of range")))?;
+    let tz: chrono_tz::Tz = tz.parse().map_err(|_| corrupt(format!("unknown time zone {tz:?}")))?;
+    let source = match source.as_str() {
+        "explicit" => PlaceSource::Explicit,
+        "coordinates" => PlaceSource::Coordinates,
+        "phone" => PlaceSource::Phone,
+        "ip" => PlaceSource::Ip,
+        "fallback" => PlaceSource::Fallback,
+        other => return Err(corrupt(format!("unknown place source {other:?}"))),
+    };
+    #[allow(clippy::cast_possible_truncation)] // stored from an f32
+    Ok(Some(Place {
+        city: CityId(city),
+        tz,
+        source,
+        confidence: confidence.unwrap_or(0.0) as f32,
+        distance_km: distance.map(|d| d as f32),
+    }))
+}
 
-    /// (members, members without a place).
-    pub async fn member_counts(&self) -> Result<(i64, i64)> {
-        todo!("issue 5")
-    }
+fn tags_json(member: &Member) -> String {
+    serde_json::to_string(&member.tags).unwrap_or_else(|_| "[]".to_string())
+}
 
-    /// Deletes finished rows older than `before`.
-    pub async fn delete_finished_before(&self, _before: DateTime<Utc>) -> Result<u64> {
-        todo!("issue 5")
-    }
+fn attrs_json(member: &Member) -> String {
+    serde_json::to_string(&member.attrs).unwrap_or_else(|_| "{}".to_string())
+}
 
-    /// Closes the pool.
-    pub async fn close(&self) {}
+fn parse_tags(text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Corrupt { table: "members", reason: format!("tags: {e}") })
+}
+
+fn parse_attrs(text: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Corrupt { table: "members", reason: format!("attrs: {e}") })
 }

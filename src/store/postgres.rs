@@ -1,0 +1,705 @@
+//! The PostgreSQL backend: many replicas share one database. Batches travel as
+//! arrays (`UNNEST`), so every batch is one statement whatever its size; claims
+//! use `FOR UPDATE SKIP LOCKED` so replicas never hand the same row out twice.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgRow};
+
+use super::{
+    AuditEntry, CampaignState, ClaimedSend, HistoryEntry, MemberCounts, NewSend, OutcomeRow,
+    Resolution, Result, SendRow, StoredMember, StoredMemberFull, WechatToken,
+};
+use crate::members::Member;
+
+/// Rows per statement for ledger inserts (bounds lock hold times).
+const INSERT_CHUNK: usize = 10_000;
+
+const MEMBER_COLUMNS: &str = "id, external_id, openid, name, phone, city, province, lat, lon, \
+    ip, lang, tags::text AS tags, attrs::text AS attrs, opted_out_at, last_interaction_at, \
+    place_city_id, place_tz, place_source, place_confidence, place_distance_km, \
+    unresolved_reason, data_version";
+
+fn member_from_row(row: &PgRow) -> Result<StoredMemberFull> {
+    let member = Member {
+        external_id: row.try_get("external_id")?,
+        openid: row.try_get("openid")?,
+        name: row.try_get("name")?,
+        phone: row.try_get("phone")?,
+        city: row.try_get("city")?,
+        province: row.try_get("province")?,
+        lat: row.try_get("lat")?,
+        lon: row.try_get("lon")?,
+        ip: row.try_get("ip")?,
+        lang: row.try_get("lang")?,
+        tags: super::parse_tags(row.try_get("tags")?)?,
+        attrs: super::parse_attrs(row.try_get("attrs")?)?,
+        opted_out_at: row.try_get("opted_out_at")?,
+        last_interaction_at: row.try_get("last_interaction_at")?,
+    };
+    let place = super::place_from_columns(
+        row.try_get("place_city_id")?,
+        row.try_get("place_tz")?,
+        row.try_get("place_source")?,
+        row.try_get("place_confidence")?,
+        row.try_get("place_distance_km")?,
+    )?;
+    Ok(StoredMemberFull {
+        stored: StoredMember {
+            id: row.try_get("id")?,
+            member,
+            place,
+            unresolved_reason: row.try_get("unresolved_reason")?,
+        },
+        data_version: row.try_get("data_version")?,
+    })
+}
+
+pub(super) async fn members_by_external_ids(
+    pool: &PgPool,
+    external_ids: &[&str],
+) -> Result<Vec<StoredMemberFull>> {
+    let rows =
+        sqlx::query(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE external_id = ANY($1)"))
+            .bind(external_ids)
+            .fetch_all(pool)
+            .await?;
+    rows.iter().map(member_from_row).collect()
+}
+
+pub(super) async fn members_page(
+    pool: &PgPool,
+    after: i64,
+    limit: i64,
+    stale_for: Option<&str>,
+) -> Result<Vec<StoredMemberFull>> {
+    let rows = match stale_for {
+        None => {
+            sqlx::query(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members WHERE id > $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        Some(version) => {
+            sqlx::query(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members WHERE id > $1 \
+                 AND data_version IS DISTINCT FROM $3 ORDER BY id LIMIT $2"
+            ))
+            .bind(after)
+            .bind(limit)
+            .bind(version)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    rows.iter().map(member_from_row).collect()
+}
+
+/// Member rows as column arrays.
+#[derive(Default)]
+struct MemberArrays {
+    external_id: Vec<String>,
+    openid: Vec<Option<String>>,
+    name: Vec<Option<String>>,
+    phone: Vec<Option<String>>,
+    city: Vec<Option<String>>,
+    province: Vec<Option<String>>,
+    lat: Vec<Option<f64>>,
+    lon: Vec<Option<f64>>,
+    ip: Vec<Option<String>>,
+    lang: Vec<Option<String>>,
+    tags: Vec<String>,
+    attrs: Vec<String>,
+    opted_out_at: Vec<Option<DateTime<Utc>>>,
+    last_interaction_at: Vec<Option<DateTime<Utc>>>,
+    resolutions: ResolutionArrays,
+}
+
+#[derive(Default)]
+struct ResolutionArrays {
+    city: Vec<Option<i64>>,
+    tz: Vec<Option<String>>,
+    source: Vec<Option<&'static str>>,
+    confidence: Vec<Option<f64>>,
+    distance: Vec<Option<f64>>,
+    reason: Vec<Option<String>>,
+    version: Vec<Option<String>>,
+}
+
+impl ResolutionArrays {
+    fn push(&mut self, resolution: &Resolution) {
+        let (city, tz, source, confidence, distance) =
+            super::place_columns(resolution.place.as_ref());
+        self.city.push(city);
+        self.tz.push(tz);
+        self.source.push(source);
+        self.confidence.push(confidence);
+        self.distance.push(distance);
+        self.reason.push(resolution.unresolved_reason.clone());
+        self.version.push(resolution.data_version.clone());
+    }
+}
+
+pub(super) async fn write_members(
+    pool: &PgPool,
+    rows: &[&(Member, Resolution)],
+) -> Result<Vec<(String, i64)>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut a = MemberArrays::default();
+    for (member, resolution) in rows {
+        a.external_id.push(member.external_id.clone());
+        a.openid.push(member.openid.clone());
+        a.name.push(member.name.clone());
+        a.phone.push(member.phone.clone());
+        a.city.push(member.city.clone());
+        a.province.push(member.province.clone());
+        a.lat.push(member.lat);
+        a.lon.push(member.lon);
+        a.ip.push(member.ip.clone());
+        a.lang.push(member.lang.clone());
+        a.tags.push(super::tags_json(member));
+        a.attrs.push(super::attrs_json(member));
+        a.opted_out_at.push(member.opted_out_at);
+        a.last_interaction_at.push(member.last_interaction_at);
+        a.resolutions.push(resolution);
+    }
+    let rows = sqlx::query(
+        "INSERT INTO members (external_id, openid, name, phone, city, province, lat, lon, ip, \
+           lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, \
+           place_source, place_confidence, place_distance_km, unresolved_reason, data_version) \
+         SELECT v.external_id, v.openid, v.name, v.phone, v.city, v.province, v.lat, v.lon, \
+           v.ip, v.lang, v.tags::jsonb, v.attrs::jsonb, v.opted_out_at, v.last_interaction_at, \
+           v.place_city_id, v.place_tz, v.place_source, v.place_confidence, \
+           v.place_distance_km, v.unresolved_reason, v.data_version \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+           $7::float8[], $8::float8[], $9::text[], $10::text[], $11::text[], $12::text[], \
+           $13::timestamptz[], $14::timestamptz[], $15::int8[], $16::text[], $17::text[], \
+           $18::float8[], $19::float8[], $20::text[], $21::text[]) \
+           AS v(external_id, openid, name, phone, city, province, lat, lon, ip, lang, tags, \
+           attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, place_source, \
+           place_confidence, place_distance_km, unresolved_reason, data_version) \
+         ON CONFLICT (external_id) DO UPDATE SET openid = excluded.openid, \
+           name = excluded.name, phone = excluded.phone, city = excluded.city, \
+           province = excluded.province, lat = excluded.lat, lon = excluded.lon, \
+           ip = excluded.ip, lang = excluded.lang, tags = excluded.tags, attrs = excluded.attrs, \
+           opted_out_at = excluded.opted_out_at, \
+           last_interaction_at = excluded.last_interaction_at, \
+           place_city_id = excluded.place_city_id, place_tz = excluded.place_tz, \
+           place_source = excluded.place_source, place_confidence = excluded.place_confidence, \
+           place_distance_km = excluded.place_distance_km, \
+           unresolved_reason = excluded.unresolved_reason, data_version = excluded.data_version, \
+           updated_at = now() \
+         RETURNING external_id, id",
+    )
+    .bind(&a.external_id)
+    .bind(&a.openid)
+    .bind(&a.name)
+    .bind(&a.phone)
+    .bind(&a.city)
+    .bind(&a.province)
+    .bind(&a.lat)
+    .bind(&a.lon)
+    .bind(&a.ip)
+    .bind(&a.lang)
+    .bind(&a.tags)
+    .bind(&a.attrs)
+    .bind(&a.opted_out_at)
+    .bind(&a.last_interaction_at)
+    .bind(&a.resolutions.city)
+    .bind(&a.resolutions.tz)
+    .bind(&a.resolutions.source)
+    .bind(&a.resolutions.confidence)
+    .bind(&a.resolutions.distance)
+    .bind(&a.resolutions.reason)
+    .bind(&a.resolutions.version)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+}
+
+pub(super) async fn write_resolutions(pool: &PgPool, rows: &[(i64, Resolution)]) -> Result<()> {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut a = ResolutionArrays::default();
+    for (id, resolution) in rows {
+        ids.push(*id);
+        a.push(resolution);
+    }
+    sqlx::query(
+        "UPDATE members SET place_city_id = v.city, place_tz = v.tz, place_source = v.source, \
+           place_confidence = v.confidence, place_distance_km = v.distance, \
+           unresolved_reason = v.reason, data_version = v.version \
+         FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::float8[], \
+           $6::float8[], $7::text[], $8::text[]) \
+           AS v(id, city, tz, source, confidence, distance, reason, version) \
+         WHERE members.id = v.id",
+    )
+    .bind(&ids)
+    .bind(&a.city)
+    .bind(&a.tz)
+    .bind(&a.source)
+    .bind(&a.confidence)
+    .bind(&a.distance)
+    .bind(&a.reason)
+    .bind(&a.version)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn member_id_by_openid(pool: &PgPool, openid: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM members WHERE openid = $1 ORDER BY id LIMIT 1")
+        .bind(openid)
+        .fetch_optional(pool)
+        .await?)
+}
+
+pub(super) async fn set_opted_out(
+    pool: &PgPool,
+    member_id: i64,
+    at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    sqlx::query("UPDATE members SET opted_out_at = $1, updated_at = now() WHERE id = $2")
+        .bind(at)
+        .bind(member_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn touch_interaction(
+    pool: &PgPool,
+    member_id: i64,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE members SET last_interaction_at = GREATEST(last_interaction_at, $1) WHERE id = $2",
+    )
+    .bind(at)
+    .bind(member_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn forget_member(pool: &PgPool, member_id: i64, secrets: &[String]) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE sends SET member_id = NULL, text = NULL, last_error = CASE \
+         WHEN status IN ('pending', 'claimed') THEN 'forgotten' ELSE NULL END, \
+         provider_message_id = NULL, lease_owner = NULL, lease_expires_at = NULL, \
+         status = CASE WHEN status IN ('pending', 'claimed') THEN 'skipped' ELSE status END \
+         WHERE member_id = $1",
+    )
+    .bind(member_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM members WHERE id = $1").bind(member_id).execute(&mut *tx).await?;
+    for secret in secrets {
+        sqlx::query(
+            "UPDATE audit_log SET target = REPLACE(target, $1, '[erased]'), \
+             detail = REPLACE(detail, $1, '[erased]') \
+             WHERE strpos(target, $1) > 0 OR strpos(detail, $1) > 0",
+        )
+        .bind(secret)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn send_row(row: &PgRow) -> Result<SendRow> {
+    let status: String = row.try_get("status")?;
+    let attempts: i32 = row.try_get("attempts")?;
+    Ok(SendRow {
+        id: row.try_get("id")?,
+        campaign_id: row.try_get("campaign_id")?,
+        occurrence: row.try_get("occurrence")?,
+        member_id: row.try_get("member_id")?,
+        due_at: row.try_get("due_at")?,
+        channel: row.try_get("channel")?,
+        lang: row.try_get("lang")?,
+        variant: row.try_get("variant")?,
+        status: status.parse()?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+pub(super) async fn upcoming_sends(
+    pool: &PgPool,
+    member_id: i64,
+    limit: i64,
+) -> Result<Vec<SendRow>> {
+    let rows = sqlx::query(
+        "SELECT id, campaign_id, occurrence, member_id, due_at, channel, lang, variant, status, \
+         attempts, last_error FROM sends WHERE member_id = $1 AND status IN ('pending', 'claimed') \
+         ORDER BY due_at, id LIMIT $2",
+    )
+    .bind(member_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(send_row).collect()
+}
+
+pub(super) async fn member_counts(pool: &PgPool) -> Result<MemberCounts> {
+    let row =
+        sqlx::query("SELECT COUNT(*), COUNT(*) FILTER (WHERE place_city_id IS NULL) FROM members")
+            .fetch_one(pool)
+            .await?;
+    Ok(MemberCounts { total: row.try_get(0)?, unresolved: row.try_get(1)? })
+}
+
+pub(super) async fn insert_sends(pool: &PgPool, sends: &[&NewSend]) -> Result<u64> {
+    let mut inserted = 0;
+    for chunk in sends.chunks(INSERT_CHUNK) {
+        let mut campaign = Vec::with_capacity(chunk.len());
+        let mut occurrence = Vec::with_capacity(chunk.len());
+        let mut member = Vec::with_capacity(chunk.len());
+        let mut due = Vec::with_capacity(chunk.len());
+        let mut channel = Vec::with_capacity(chunk.len());
+        let mut lang = Vec::with_capacity(chunk.len());
+        let mut variant = Vec::with_capacity(chunk.len());
+        let mut text = Vec::with_capacity(chunk.len());
+        let mut status = Vec::with_capacity(chunk.len());
+        for send in chunk {
+            campaign.push(send.campaign_id.as_str());
+            occurrence.push(send.occurrence.as_str());
+            member.push(send.member_id);
+            due.push(send.due_at);
+            channel.push(send.channel.as_str());
+            lang.push(send.lang.as_str());
+            variant.push(send.variant.as_str());
+            text.push(send.text.as_str());
+            status.push(send.status.as_str());
+        }
+        inserted += sqlx::query(
+            "INSERT INTO sends (campaign_id, occurrence, member_id, due_at, next_attempt_at, \
+               channel, lang, variant, text, status) \
+             SELECT v.campaign_id, v.occurrence, v.member_id, v.due_at, v.due_at, v.channel, \
+               v.lang, v.variant, v.text, v.status \
+             FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::timestamptz[], $5::text[], \
+               $6::text[], $7::text[], $8::text[], $9::text[]) \
+               AS v(campaign_id, occurrence, member_id, due_at, channel, lang, variant, text, \
+               status) \
+             WHERE EXISTS (SELECT 1 FROM members m WHERE m.id = v.member_id) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&campaign)
+        .bind(&occurrence)
+        .bind(&member)
+        .bind(&due)
+        .bind(&channel)
+        .bind(&lang)
+        .bind(&variant)
+        .bind(&text)
+        .bind(&status)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    }
+    Ok(inserted)
+}
+
+pub(super) async fn claim_due(
+    pool: &PgPool,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ClaimedSend>> {
+    // One statement: lock due rows no other replica holds, claim them (or skip
+    // them when the member opted out), and return what a channel needs.
+    let rows = sqlx::query(
+        "WITH picked AS ( \
+           SELECT id FROM sends \
+           WHERE ((status = 'pending' AND due_at <= $3 AND next_attempt_at <= $3) \
+              OR (status = 'claimed' AND lease_expires_at < $3)) \
+           AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
+           ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+         UPDATE sends s SET \
+           status = CASE WHEN m.opted_out_at IS NULL THEN 'claimed' ELSE 'skipped' END, \
+           lease_owner = CASE WHEN m.opted_out_at IS NULL THEN $1 END, \
+           lease_expires_at = CASE WHEN m.opted_out_at IS NULL THEN $2::timestamptz END, \
+           last_error = CASE WHEN m.opted_out_at IS NULL THEN s.last_error ELSE 'opted_out' END \
+         FROM picked p, members m \
+         WHERE s.id = p.id AND m.id = s.member_id \
+         RETURNING s.id, s.campaign_id, s.occurrence, s.member_id, s.due_at, s.channel, s.lang, \
+           s.variant, s.text, s.attempts, s.status, m.external_id, m.openid, \
+           m.last_interaction_at",
+    )
+    .bind(owner)
+    .bind(lease_until)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let status: &str = row.try_get("status")?;
+        if status != "claimed" {
+            continue;
+        }
+        let attempts: i32 = row.try_get("attempts")?;
+        claimed.push(ClaimedSend {
+            id: row.try_get("id")?,
+            campaign_id: row.try_get("campaign_id")?,
+            occurrence: row.try_get("occurrence")?,
+            member_id: row.try_get("member_id")?,
+            external_id: row.try_get("external_id")?,
+            openid: row.try_get("openid")?,
+            last_interaction_at: row.try_get("last_interaction_at")?,
+            due_at: row.try_get("due_at")?,
+            channel: row.try_get("channel")?,
+            lang: row.try_get("lang")?,
+            variant: row.try_get("variant")?,
+            text: row.try_get::<Option<String>, _>("text")?.unwrap_or_default(),
+            attempts: u32::try_from(attempts).unwrap_or(0),
+        });
+    }
+    claimed.sort_by_key(|send| (send.due_at, send.id));
+    Ok(claimed)
+}
+
+pub(super) async fn record_outcomes(pool: &PgPool, rows: &[OutcomeRow<'_>]) -> Result<()> {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut status = Vec::with_capacity(rows.len());
+    let mut next = Vec::with_capacity(rows.len());
+    let mut error = Vec::with_capacity(rows.len());
+    let mut provider = Vec::with_capacity(rows.len());
+    let mut sent = Vec::with_capacity(rows.len());
+    let mut attempt = Vec::with_capacity(rows.len());
+    for row in rows {
+        ids.push(row.id);
+        status.push(row.status);
+        next.push(row.next_attempt_at);
+        error.push(row.error);
+        provider.push(row.provider_id);
+        sent.push(row.sent_at);
+        attempt.push(row.attempt);
+    }
+    sqlx::query(
+        "UPDATE sends SET status = v.status, \
+           next_attempt_at = COALESCE(v.next_at, sends.next_attempt_at), \
+           last_error = COALESCE(v.error, sends.last_error), \
+           provider_message_id = COALESCE(v.provider, sends.provider_message_id), \
+           sent_at = COALESCE(v.sent_at, sends.sent_at), \
+           attempts = sends.attempts + v.attempt, \
+           lease_owner = NULL, lease_expires_at = NULL \
+         FROM UNNEST($1::int8[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+           $6::timestamptz[], $7::int4[]) \
+           AS v(id, status, next_at, error, provider, sent_at, attempt) \
+         WHERE sends.id = v.id",
+    )
+    .bind(&ids)
+    .bind(&status)
+    .bind(&next)
+    .bind(&error)
+    .bind(&provider)
+    .bind(&sent)
+    .bind(&attempt)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn release(pool: &PgPool, owner: &str) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE sends SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL \
+         WHERE status = 'claimed' AND lease_owner = $1",
+    )
+    .bind(owner)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+pub(super) async fn backlog(pool: &PgPool) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT status, COUNT(*) FROM sends GROUP BY status ORDER BY status")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+}
+
+pub(super) async fn campaign_backlog(pool: &PgPool) -> Result<Vec<(String, String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT campaign_id, status, COUNT(*) FROM sends GROUP BY campaign_id, status \
+         ORDER BY campaign_id, status",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+}
+
+pub(super) async fn send_history(
+    pool: &PgPool,
+    member_ids: &[i64],
+    since: DateTime<Utc>,
+) -> Result<Vec<HistoryEntry>> {
+    let rows = sqlx::query(
+        "SELECT campaign_id, member_id, due_at FROM sends \
+         WHERE status IN ('sent', 'pending', 'claimed') AND due_at >= $1 \
+           AND member_id = ANY($2) ORDER BY member_id, due_at",
+    )
+    .bind(since)
+    .bind(member_ids)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(HistoryEntry {
+                campaign_id: row.try_get(0)?,
+                member_id: row.try_get(1)?,
+                due_at: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn retention(pool: &PgPool, older_than: DateTime<Utc>) -> Result<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM sends WHERE status IN ('sent', 'dead', 'skipped', 'holdout') AND due_at < $1",
+    )
+    .bind(older_than)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+pub(super) async fn set_campaign_paused(
+    pool: &PgPool,
+    campaign_id: &str,
+    paused: bool,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO campaign_state (campaign_id, paused) VALUES ($1, $2) \
+         ON CONFLICT (campaign_id) DO UPDATE SET paused = excluded.paused, updated_at = now()",
+    )
+    .bind(campaign_id)
+    .bind(paused)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn set_campaign_hash(
+    pool: &PgPool,
+    campaign_id: &str,
+    content_hash: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO campaign_state (campaign_id, content_hash) VALUES ($1, $2) \
+         ON CONFLICT (campaign_id) DO UPDATE SET content_hash = excluded.content_hash, \
+         updated_at = now()",
+    )
+    .bind(campaign_id)
+    .bind(content_hash)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn campaign_states(pool: &PgPool) -> Result<Vec<CampaignState>> {
+    let rows = sqlx::query(
+        "SELECT campaign_id, paused, content_hash FROM campaign_state ORDER BY campaign_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(CampaignState {
+                campaign_id: row.try_get(0)?,
+                paused: row.try_get(1)?,
+                content_hash: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn audit(
+    pool: &PgPool,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)")
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn audit_log(pool: &PgPool, limit: i64) -> Result<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AuditEntry {
+                at: row.try_get(0)?,
+                actor: row.try_get(1)?,
+                action: row.try_get(2)?,
+                target: row.try_get(3)?,
+                detail: row.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn wechat_token(pool: &PgPool, app_id: &str) -> Result<Option<WechatToken>> {
+    let row = sqlx::query("SELECT token, expires_at FROM wechat_tokens WHERE app_id = $1")
+        .bind(app_id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|row| Ok(WechatToken { token: row.try_get(0)?, expires_at: row.try_get(1)? }))
+        .transpose()
+}
+
+pub(super) async fn put_wechat_token(
+    pool: &PgPool,
+    app_id: &str,
+    token: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO wechat_tokens (app_id, token, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (app_id) DO UPDATE SET token = excluded.token, \
+         expires_at = excluded.expires_at",
+    )
+    .bind(app_id)
+    .bind(token)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn dump_all_text(pool: &PgPool) -> Result<Vec<(String, String)>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::new();
+    for table in tables {
+        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t"))
+            .fetch_all(pool)
+            .await?;
+        out.extend(rows.into_iter().map(|row| (table.clone(), row)));
+    }
+    Ok(out)
+}

@@ -1,0 +1,664 @@
+//! The SQLite backend: one process, a WAL-mode file. Instants are stored as
+//! INTEGER microseconds since the Unix epoch so they sort and compare as numbers.
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{
+    AuditEntry, CampaignState, ClaimedSend, Error, HistoryEntry, MemberCounts, NewSend, OutcomeRow,
+    Resolution, Result, SendRow, StoredMember, StoredMemberFull, WechatToken,
+};
+use crate::members::Member;
+
+/// SQLite's default limit on bound parameters per statement.
+const MAX_BINDS: usize = 32_766;
+
+/// The database's clock, in microseconds (bookkeeping columns only).
+const NOW_MICROS: &str = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)";
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn instant(value: i64, table: &'static str) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(value)
+        .ok_or_else(|| Error::Corrupt { table, reason: format!("instant {value} out of range") })
+}
+
+fn opt_instant(value: Option<i64>, table: &'static str) -> Result<Option<DateTime<Utc>>> {
+    value.map(|v| instant(v, table)).transpose()
+}
+
+const MEMBER_COLUMNS: &str = "id, external_id, openid, name, phone, city, province, lat, lon, \
+    ip, lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, \
+    place_source, place_confidence, place_distance_km, unresolved_reason, data_version";
+
+fn member_from_row(row: &SqliteRow) -> Result<StoredMemberFull> {
+    let member = Member {
+        external_id: row.try_get("external_id")?,
+        openid: row.try_get("openid")?,
+        name: row.try_get("name")?,
+        phone: row.try_get("phone")?,
+        city: row.try_get("city")?,
+        province: row.try_get("province")?,
+        lat: row.try_get("lat")?,
+        lon: row.try_get("lon")?,
+        ip: row.try_get("ip")?,
+        lang: row.try_get("lang")?,
+        tags: super::parse_tags(row.try_get("tags")?)?,
+        attrs: super::parse_attrs(row.try_get("attrs")?)?,
+        opted_out_at: opt_instant(row.try_get("opted_out_at")?, "members")?,
+        last_interaction_at: opt_instant(row.try_get("last_interaction_at")?, "members")?,
+    };
+    let place = super::place_from_columns(
+        row.try_get("place_city_id")?,
+        row.try_get("place_tz")?,
+        row.try_get("place_source")?,
+        row.try_get("place_confidence")?,
+        row.try_get("place_distance_km")?,
+    )?;
+    Ok(StoredMemberFull {
+        stored: StoredMember {
+            id: row.try_get("id")?,
+            member,
+            place,
+            unresolved_reason: row.try_get("unresolved_reason")?,
+        },
+        data_version: row.try_get("data_version")?,
+    })
+}
+
+pub(super) async fn members_by_external_ids(
+    pool: &SqlitePool,
+    external_ids: &[&str],
+) -> Result<Vec<StoredMemberFull>> {
+    let mut out = Vec::with_capacity(external_ids.len());
+    for chunk in external_ids.chunks(MAX_BINDS / 2) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE external_id IN ("
+        ));
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(")");
+        for row in query.build().fetch_all(pool).await? {
+            out.push(member_from_row(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn members_page(
+    pool: &SqlitePool,
+    after: i64,
+    limit: i64,
+    stale_for: Option<&str>,
+) -> Result<Vec<StoredMemberFull>> {
+    let sql = match stale_for {
+        None => format!("SELECT {MEMBER_COLUMNS} FROM members WHERE id > ?1 ORDER BY id LIMIT ?2"),
+        Some(_) => format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE id > ?1 \
+             AND (data_version IS NULL OR data_version <> ?3) ORDER BY id LIMIT ?2"
+        ),
+    };
+    let rows = sqlx::query(&sql).bind(after).bind(limit).bind(stale_for).fetch_all(pool).await?;
+    rows.iter().map(member_from_row).collect()
+}
+
+/// Columns written per member row.
+const MEMBER_WRITE_COLUMNS: usize = 21;
+
+pub(super) async fn write_members(
+    pool: &SqlitePool,
+    rows: &[&(Member, Resolution)],
+) -> Result<Vec<(String, i64)>> {
+    let mut out = Vec::with_capacity(rows.len());
+    if rows.is_empty() {
+        return Ok(out);
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for chunk in rows.chunks(MAX_BINDS / MEMBER_WRITE_COLUMNS) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO members (external_id, openid, name, phone, city, province, lat, lon, ip, \
+             lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, \
+             place_source, place_confidence, place_distance_km, unresolved_reason, data_version) ",
+        );
+        query.push_values(chunk, |mut row, (member, resolution)| {
+            let (city, tz, source, confidence, distance) =
+                super::place_columns(resolution.place.as_ref());
+            row.push_bind(&member.external_id)
+                .push_bind(&member.openid)
+                .push_bind(&member.name)
+                .push_bind(&member.phone)
+                .push_bind(&member.city)
+                .push_bind(&member.province)
+                .push_bind(member.lat)
+                .push_bind(member.lon)
+                .push_bind(&member.ip)
+                .push_bind(&member.lang)
+                .push_bind(super::tags_json(member))
+                .push_bind(super::attrs_json(member))
+                .push_bind(member.opted_out_at.map(micros))
+                .push_bind(member.last_interaction_at.map(micros))
+                .push_bind(city)
+                .push_bind(tz)
+                .push_bind(source)
+                .push_bind(confidence)
+                .push_bind(distance)
+                .push_bind(&resolution.unresolved_reason)
+                .push_bind(&resolution.data_version);
+        });
+        query.push(format!(
+            " ON CONFLICT (external_id) DO UPDATE SET openid = excluded.openid, \
+             name = excluded.name, phone = excluded.phone, city = excluded.city, \
+             province = excluded.province, lat = excluded.lat, lon = excluded.lon, \
+             ip = excluded.ip, lang = excluded.lang, tags = excluded.tags, attrs = excluded.attrs, \
+             opted_out_at = excluded.opted_out_at, \
+             last_interaction_at = excluded.last_interaction_at, \
+             place_city_id = excluded.place_city_id, place_tz = excluded.place_tz, \
+             place_source = excluded.place_source, place_confidence = excluded.place_confidence, \
+             place_distance_km = excluded.place_distance_km, \
+             unresolved_reason = excluded.unresolved_reason, data_version = excluded.data_version, \
+             updated_at = {NOW_MICROS} RETURNING external_id, id"
+        ));
+        for row in query.build().fetch_all(&mut *tx).await? {
+            out.push((row.try_get(0)?, row.try_get(1)?));
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+pub(super) async fn write_resolutions(pool: &SqlitePool, rows: &[(i64, Resolution)]) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for chunk in rows.chunks(MAX_BINDS / 8) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "UPDATE members SET place_city_id = v.column2, place_tz = v.column3, \
+             place_source = v.column4, place_confidence = v.column5, \
+             place_distance_km = v.column6, unresolved_reason = v.column7, \
+             data_version = v.column8 FROM (",
+        );
+        query.push_values(chunk, |mut row, (id, resolution)| {
+            let (city, tz, source, confidence, distance) =
+                super::place_columns(resolution.place.as_ref());
+            row.push_bind(*id)
+                .push_bind(city)
+                .push_bind(tz)
+                .push_bind(source)
+                .push_bind(confidence)
+                .push_bind(distance)
+                .push_bind(&resolution.unresolved_reason)
+                .push_bind(&resolution.data_version);
+        });
+        query.push(") AS v WHERE members.id = v.column1");
+        query.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn member_id_by_openid(pool: &SqlitePool, openid: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM members WHERE openid = ?1 ORDER BY id LIMIT 1")
+        .bind(openid)
+        .fetch_optional(pool)
+        .await?)
+}
+
+pub(super) async fn set_opted_out(
+    pool: &SqlitePool,
+    member_id: i64,
+    at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "UPDATE members SET opted_out_at = ?1, updated_at = {NOW_MICROS} WHERE id = ?2"
+    ))
+    .bind(at.map(micros))
+    .bind(member_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn touch_interaction(
+    pool: &SqlitePool,
+    member_id: i64,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE members SET last_interaction_at = MAX(COALESCE(last_interaction_at, ?1), ?1) \
+         WHERE id = ?2",
+    )
+    .bind(micros(at))
+    .bind(member_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn forget_member(
+    pool: &SqlitePool,
+    member_id: i64,
+    secrets: &[String],
+) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "UPDATE sends SET member_id = NULL, text = NULL, last_error = CASE \
+         WHEN status IN ('pending', 'claimed') THEN 'forgotten' ELSE NULL END, \
+         provider_message_id = NULL, lease_owner = NULL, lease_expires_at = NULL, \
+         status = CASE WHEN status IN ('pending', 'claimed') THEN 'skipped' ELSE status END \
+         WHERE member_id = ?1",
+    )
+    .bind(member_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM members WHERE id = ?1").bind(member_id).execute(&mut *tx).await?;
+    for secret in secrets {
+        sqlx::query(
+            "UPDATE audit_log SET target = REPLACE(target, ?1, '[erased]'), \
+             detail = REPLACE(detail, ?1, '[erased]') \
+             WHERE instr(target, ?1) > 0 OR instr(detail, ?1) > 0",
+        )
+        .bind(secret)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn send_row(row: &SqliteRow) -> Result<SendRow> {
+    let status: String = row.try_get("status")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(SendRow {
+        id: row.try_get("id")?,
+        campaign_id: row.try_get("campaign_id")?,
+        occurrence: row.try_get("occurrence")?,
+        member_id: row.try_get("member_id")?,
+        due_at: instant(row.try_get("due_at")?, "sends")?,
+        channel: row.try_get("channel")?,
+        lang: row.try_get("lang")?,
+        variant: row.try_get("variant")?,
+        status: status.parse()?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+pub(super) async fn upcoming_sends(
+    pool: &SqlitePool,
+    member_id: i64,
+    limit: i64,
+) -> Result<Vec<SendRow>> {
+    let rows = sqlx::query(
+        "SELECT id, campaign_id, occurrence, member_id, due_at, channel, lang, variant, status, \
+         attempts, last_error FROM sends WHERE member_id = ?1 AND status IN ('pending', 'claimed') \
+         ORDER BY due_at, id LIMIT ?2",
+    )
+    .bind(member_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(send_row).collect()
+}
+
+pub(super) async fn member_counts(pool: &SqlitePool) -> Result<MemberCounts> {
+    let row = sqlx::query(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN place_city_id IS NULL THEN 1 ELSE 0 END), 0) \
+         FROM members",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(MemberCounts { total: row.try_get(0)?, unresolved: row.try_get(1)? })
+}
+
+/// Columns bound per ledger row on insert.
+const SEND_COLUMNS: usize = 9;
+
+pub(super) async fn insert_sends(pool: &SqlitePool, sends: &[&NewSend]) -> Result<u64> {
+    let mut inserted = 0;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for chunk in sends.chunks(MAX_BINDS / SEND_COLUMNS) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO sends (campaign_id, occurrence, member_id, due_at, next_attempt_at, \
+             channel, lang, variant, text, status) \
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column4, v.column5, v.column6, \
+             v.column7, v.column8, v.column9 FROM (",
+        );
+        query.push_values(chunk, |mut row, send| {
+            row.push_bind(&send.campaign_id)
+                .push_bind(&send.occurrence)
+                .push_bind(send.member_id)
+                .push_bind(micros(send.due_at))
+                .push_bind(&send.channel)
+                .push_bind(&send.lang)
+                .push_bind(&send.variant)
+                .push_bind(&send.text)
+                .push_bind(send.status.as_str());
+        });
+        query.push(
+            ") AS v WHERE EXISTS (SELECT 1 FROM members m WHERE m.id = v.column3) \
+             ON CONFLICT DO NOTHING",
+        );
+        inserted += query.build().execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+pub(super) async fn claim_due(
+    pool: &SqlitePool,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ClaimedSend>> {
+    // One statement, so one write transaction. Members who opted out (or were
+    // forgotten) get their rows skipped instead of claimed.
+    let rows = sqlx::query(
+        "UPDATE sends SET \
+           status = CASE WHEN m.opted_out_at IS NULL THEN 'claimed' ELSE 'skipped' END, \
+           lease_owner = CASE WHEN m.opted_out_at IS NULL THEN ?1 END, \
+           lease_expires_at = CASE WHEN m.opted_out_at IS NULL THEN ?2 END, \
+           last_error = CASE WHEN m.opted_out_at IS NULL THEN sends.last_error \
+                        ELSE 'opted_out' END \
+         FROM members m \
+         WHERE m.id = sends.member_id AND sends.id IN ( \
+           SELECT id FROM ( \
+             SELECT id, due_at FROM (SELECT id, due_at FROM sends \
+               WHERE status = 'pending' AND due_at <= ?3 AND next_attempt_at <= ?3 \
+                 AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
+               ORDER BY due_at LIMIT ?4) \
+             UNION ALL \
+             SELECT id, due_at FROM (SELECT id, due_at FROM sends \
+               WHERE status = 'claimed' AND lease_expires_at < ?3 \
+                 AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
+               ORDER BY due_at LIMIT ?4) \
+           ) ORDER BY due_at LIMIT ?4) \
+         RETURNING id, campaign_id, occurrence, member_id, due_at, channel, lang, variant, text, \
+           attempts, status, \
+           (SELECT external_id FROM members WHERE members.id = sends.member_id) AS external_id, \
+           (SELECT openid FROM members WHERE members.id = sends.member_id) AS openid, \
+           (SELECT last_interaction_at FROM members WHERE members.id = sends.member_id) \
+             AS last_interaction_at",
+    )
+    .bind(owner)
+    .bind(micros(lease_until))
+    .bind(micros(now))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let status: &str = row.try_get("status")?;
+        if status != "claimed" {
+            continue;
+        }
+        let attempts: i64 = row.try_get("attempts")?;
+        claimed.push(ClaimedSend {
+            id: row.try_get("id")?,
+            campaign_id: row.try_get("campaign_id")?,
+            occurrence: row.try_get("occurrence")?,
+            member_id: row.try_get("member_id")?,
+            external_id: row.try_get("external_id")?,
+            openid: row.try_get("openid")?,
+            last_interaction_at: opt_instant(row.try_get("last_interaction_at")?, "members")?,
+            due_at: instant(row.try_get("due_at")?, "sends")?,
+            channel: row.try_get("channel")?,
+            lang: row.try_get("lang")?,
+            variant: row.try_get("variant")?,
+            text: row.try_get::<Option<String>, _>("text")?.unwrap_or_default(),
+            attempts: u32::try_from(attempts).unwrap_or(0),
+        });
+    }
+    claimed.sort_by_key(|send| (send.due_at, send.id));
+    Ok(claimed)
+}
+
+pub(super) async fn record_outcomes(pool: &SqlitePool, rows: &[OutcomeRow<'_>]) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for chunk in rows.chunks(MAX_BINDS / 7) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "UPDATE sends SET status = v.column2, \
+             next_attempt_at = COALESCE(v.column3, sends.next_attempt_at), \
+             last_error = COALESCE(v.column4, sends.last_error), \
+             provider_message_id = COALESCE(v.column5, sends.provider_message_id), \
+             sent_at = COALESCE(v.column6, sends.sent_at), \
+             attempts = sends.attempts + v.column7, \
+             lease_owner = NULL, lease_expires_at = NULL FROM (",
+        );
+        query.push_values(chunk, |mut row, outcome| {
+            row.push_bind(outcome.id)
+                .push_bind(outcome.status)
+                .push_bind(outcome.next_attempt_at.map(micros))
+                .push_bind(outcome.error)
+                .push_bind(outcome.provider_id)
+                .push_bind(outcome.sent_at.map(micros))
+                .push_bind(outcome.attempt);
+        });
+        query.push(") AS v WHERE sends.id = v.column1");
+        query.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn release(pool: &SqlitePool, owner: &str) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE sends SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL \
+         WHERE status = 'claimed' AND lease_owner = ?1",
+    )
+    .bind(owner)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+pub(super) async fn backlog(pool: &SqlitePool) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT status, COUNT(*) FROM sends GROUP BY status ORDER BY status")
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+}
+
+pub(super) async fn campaign_backlog(pool: &SqlitePool) -> Result<Vec<(String, String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT campaign_id, status, COUNT(*) FROM sends GROUP BY campaign_id, status \
+         ORDER BY campaign_id, status",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+}
+
+pub(super) async fn send_history(
+    pool: &SqlitePool,
+    member_ids: &[i64],
+    since: DateTime<Utc>,
+) -> Result<Vec<HistoryEntry>> {
+    let mut out = Vec::new();
+    for chunk in member_ids.chunks(MAX_BINDS - 1) {
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT campaign_id, member_id, due_at FROM sends \
+             WHERE status IN ('sent', 'pending', 'claimed') AND due_at >= ",
+        );
+        query.push_bind(micros(since)).push(" AND member_id IN (");
+        let mut list = query.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        query.push(") ORDER BY member_id, due_at");
+        for row in query.build().fetch_all(pool).await? {
+            out.push(HistoryEntry {
+                campaign_id: row.try_get(0)?,
+                member_id: row.try_get(1)?,
+                due_at: instant(row.try_get(2)?, "sends")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn retention(pool: &SqlitePool, older_than: DateTime<Utc>) -> Result<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM sends WHERE status IN ('sent', 'dead', 'skipped', 'holdout') AND due_at < ?1",
+    )
+    .bind(micros(older_than))
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+pub(super) async fn set_campaign_paused(
+    pool: &SqlitePool,
+    campaign_id: &str,
+    paused: bool,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO campaign_state (campaign_id, paused) VALUES (?1, ?2) \
+         ON CONFLICT (campaign_id) DO UPDATE SET paused = excluded.paused, \
+         updated_at = {NOW_MICROS}"
+    ))
+    .bind(campaign_id)
+    .bind(paused)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn set_campaign_hash(
+    pool: &SqlitePool,
+    campaign_id: &str,
+    content_hash: &str,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO campaign_state (campaign_id, content_hash) VALUES (?1, ?2) \
+         ON CONFLICT (campaign_id) DO UPDATE SET content_hash = excluded.content_hash, \
+         updated_at = {NOW_MICROS}"
+    ))
+    .bind(campaign_id)
+    .bind(content_hash)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn campaign_states(pool: &SqlitePool) -> Result<Vec<CampaignState>> {
+    let rows = sqlx::query(
+        "SELECT campaign_id, paused, content_hash FROM campaign_state ORDER BY campaign_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(CampaignState {
+                campaign_id: row.try_get(0)?,
+                paused: row.try_get(1)?,
+                content_hash: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn audit(
+    pool: &SqlitePool,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)")
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn audit_log(pool: &SqlitePool, limit: i64) -> Result<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AuditEntry {
+                at: instant(row.try_get(0)?, "audit_log")?,
+                actor: row.try_get(1)?,
+                action: row.try_get(2)?,
+                target: row.try_get(3)?,
+                detail: row.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn wechat_token(pool: &SqlitePool, app_id: &str) -> Result<Option<WechatToken>> {
+    let row = sqlx::query("SELECT token, expires_at FROM wechat_tokens WHERE app_id = ?1")
+        .bind(app_id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|row| {
+        Ok(WechatToken {
+            token: row.try_get(0)?,
+            expires_at: instant(row.try_get(1)?, "wechat_tokens")?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn put_wechat_token(
+    pool: &SqlitePool,
+    app_id: &str,
+    token: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO wechat_tokens (app_id, token, expires_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (app_id) DO UPDATE SET token = excluded.token, \
+         expires_at = excluded.expires_at",
+    )
+    .bind(app_id)
+    .bind(token)
+    .bind(micros(expires_at))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn dump_all_text(pool: &SqlitePool) -> Result<Vec<(String, String)>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::new();
+    for table in tables {
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+                .bind(&table)
+                .fetch_all(pool)
+                .await?;
+        let concat = columns
+            .iter()
+            .map(|column| {
+                format!(
+                    "COALESCE(CASE WHEN typeof(\"{column}\") = 'blob' THEN hex(\"{column}\") \
+                     ELSE CAST(\"{column}\" AS TEXT) END, '')"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT {concat} FROM \"{table}\""))
+            .fetch_all(pool)
+            .await?;
+        out.extend(rows.into_iter().map(|row| (table.clone(), row)));
+    }
+    Ok(out)
+}

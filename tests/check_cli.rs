@@ -1,0 +1,139 @@
+//! `almanac check` end to end through the real binary: exit codes, output formats,
+//! all errors of all files in one run, warnings that do not fail, and the example
+//! campaigns.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn almanac(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_almanac"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("run almanac")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+const VALID: &str = r#"id = "ok"
+name = "OK"
+channel = "log"
+default_lang = "en"
+
+[timing]
+trigger = "cron"
+cron = "0 10 * * MON"
+
+[[message]]
+lang = "en"
+text = "Hello {{ name }}"
+"#;
+
+#[test]
+fn example_campaigns_pass() {
+    let output = almanac(&["check", "campaigns/"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).contains("0 errors"), "{}", stdout(&output));
+    // The default path is `campaigns/`.
+    let default = almanac(&["check"]);
+    assert_eq!(default.status.code(), Some(0), "{}", stdout(&default));
+    assert_eq!(stdout(&default), stdout(&output).replace("campaigns/", "campaigns"));
+}
+
+#[test]
+fn example_campaigns_declare_the_schema() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns");
+    let mut n_examples = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            n_examples += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.starts_with("#:schema ./campaign.schema.json\n"),
+                "{} lacks the taplo schema directive",
+                path.display()
+            );
+        }
+    }
+    assert!(n_examples >= 4);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let missing = almanac(&["check", "campaigns/", "does/not/exist.toml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does/not/exist.toml"));
+    let bad_flag = almanac(&["check", "--bogus"]);
+    assert_eq!(bad_flag.status.code(), Some(2));
+    let bad_format = almanac(&["check", "--format", "xml", "campaigns/"]);
+    assert_eq!(bad_format.status.code(), Some(2));
+}
+
+#[test]
+fn syntax_and_semantic_errors_in_two_files_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), "id = \"a\"\nname = = \"A\"\n").unwrap();
+    std::fs::write(dir.path().join("b.toml"), VALID.replace("0 10 * * MON", "0 10 * * FUNDAY"))
+        .unwrap();
+    std::fs::write(dir.path().join("c.toml"), VALID.replace("\"ok\"", "\"c\"")).unwrap();
+    let output = almanac(&["check", "--format", "json", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let items: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON output");
+    let found: Vec<(String, u64, u64)> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let file = Path::new(d["file"].as_str().unwrap());
+            (
+                file.file_name().unwrap().to_string_lossy().into_owned(),
+                d["line"].as_u64().unwrap(),
+                d["col"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, [("a.toml".to_string(), 2, 8), ("b.toml".to_string(), 8, 8)]);
+    assert!(items[0]["message"].as_str().unwrap().contains("TOML syntax error"));
+    assert!(items[1]["message"].as_str().unwrap().contains("invalid cron expression"));
+}
+
+#[test]
+fn github_format_annotates_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.toml");
+    std::fs::write(&path, VALID.replace("channel =", "chanel = \"x\"\nchannel =")).unwrap();
+    let output = almanac(&["check", "--format", "github", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let expected_prefix = format!(
+        "::error file={},line=3,col=1::unknown key `chanel`%0Ahelp: did you mean `channel`?",
+        path.display().to_string().replace(':', "%3A").replace(',', "%2C")
+    );
+    assert!(text.starts_with(&expected_prefix), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
+
+#[test]
+fn warnings_do_not_fail_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("promo.toml");
+    let text =
+        VALID.replace("channel = \"log\"", "channel = \"wechat-main\"\npurpose = \"marketing\"");
+    std::fs::write(&path, text).unwrap();
+    let output = almanac(&["check", "--format", "github", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).starts_with("::warning "), "{}", stdout(&output));
+    assert!(stdout(&output).contains("must not carry marketing"));
+}
+
+#[test]
+fn byte_order_mark_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bom.toml");
+    std::fs::write(&path, [b"\xEF\xBB\xBF".as_slice(), VALID.as_bytes()].concat()).unwrap();
+    let output = almanac(&["check", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+}

@@ -1,0 +1,573 @@
+//! The store test suite: every test body runs against SQLite and against
+//! PostgreSQL (`ALMANAC_TEST_PG_URL`), each on a fresh database of its own.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use almanac::geo::{CityId, Place, PlaceSource};
+use almanac::members::Member;
+use almanac::store::testing::TestDb;
+use almanac::store::{NewSend, Outcome, Resolution, SendStatus, Store, UpsertKind};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+/// Generates `sqlite` and `postgres` tests running the same async body.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let db = almanac::store::testing::TestDb::sqlite().await.expect("sqlite");
+                super::$name(&db).await;
+                db.cleanup().await.expect("cleanup");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let Some(db) = almanac::store::testing::TestDb::postgres().await.expect("postgres")
+                else {
+                    return;
+                };
+                super::$name(&db).await;
+                db.cleanup().await.expect("cleanup");
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    members_round_trip,
+    upsert_reports_kinds,
+    ledger_claim_and_outcomes,
+    claim_skips_opted_out_members,
+    expired_leases_are_reclaimed,
+    release_returns_rows,
+    history_upcoming_retention,
+    campaign_state_audit_and_token,
+    reresolve_stale_members,
+    forget_erases_personal_data,
+    concurrent_inserts_keep_ledger_unique,
+    concurrent_claimers_never_share_rows,
+);
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2027, 9, 14, 2, 0, 0).unwrap()
+}
+
+fn member(n: u32) -> Member {
+    Member {
+        external_id: format!("crm-{n:05}"),
+        openid: Some(format!("oOPENID{n:05}xyz")),
+        name: Some(format!("张三{n}")),
+        phone: Some(format!("+86139045{n:05}")),
+        city: Some("Harbin".into()),
+        province: Some("Heilongjiang".into()),
+        lat: Some(format!("{}.{:04}", 30 + n % 50, 1000 + n).parse().unwrap()),
+        lon: Some(126.6353),
+        ip: Some("1.2.3.4".into()),
+        lang: Some("zh-Hans".into()),
+        tags: vec!["skincare".into(), "vip".into()],
+        attrs: BTreeMap::from([("tier".to_string(), "gold".to_string())]),
+        opted_out_at: None,
+        last_interaction_at: Some(t0() - Duration::hours(3)),
+    }
+}
+
+fn harbin() -> Place {
+    Place {
+        city: CityId(2037013),
+        tz: chrono_tz::Asia::Shanghai,
+        source: PlaceSource::Coordinates,
+        confidence: 0.875,
+        distance_km: Some(3.25),
+    }
+}
+
+fn v1(member: Member) -> (Member, Resolution) {
+    (
+        member,
+        Resolution {
+            place: Some(harbin()),
+            unresolved_reason: None,
+            data_version: Some("v1".into()),
+        },
+    )
+}
+
+async fn add_members(store: &Store, count: u32) -> Vec<i64> {
+    let rows: Vec<(Member, Option<Place>)> =
+        (0..count).map(|n| (member(n), Some(harbin()))).collect();
+    store.upsert_members(&rows).await.expect("upsert")
+}
+
+fn send(campaign: &str, occurrence: &str, member_id: i64, due_at: DateTime<Utc>) -> NewSend {
+    NewSend {
+        campaign_id: campaign.into(),
+        occurrence: occurrence.into(),
+        member_id,
+        due_at,
+        channel: "wechat-main".into(),
+        lang: "cmn-Hans".into(),
+        variant: "A".into(),
+        text: format!("hello member {member_id}"),
+        status: SendStatus::Pending,
+    }
+}
+
+fn count(backlog: &[(SendStatus, i64)], status: SendStatus) -> i64 {
+    backlog.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n)
+}
+
+async fn members_round_trip(db: &TestDb) {
+    let store = &db.store;
+    let mut unresolved = member(7);
+    unresolved.lat = None;
+    unresolved.lon = None;
+    unresolved.tags = vec![];
+    unresolved.attrs = BTreeMap::new();
+    unresolved.opted_out_at = Some(t0());
+    let ids = store
+        .upsert_resolved(&[
+            v1(member(1)),
+            (
+                unresolved.clone(),
+                Resolution {
+                    place: None,
+                    unresolved_reason: Some("no location hint".into()),
+                    data_version: Some("v1".into()),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0].id, ids[1].id);
+
+    let stored = store.get_member("crm-00001").await.unwrap().expect("member 1");
+    assert_eq!(stored.id, ids[0].id);
+    assert_eq!(stored.member, member(1));
+    assert_eq!(stored.place, Some(harbin()));
+    assert_eq!(stored.unresolved_reason, None);
+
+    let stored = store.get_member("crm-00007").await.unwrap().expect("member 7");
+    assert_eq!(stored.member, unresolved);
+    assert_eq!(stored.place, None);
+    assert_eq!(stored.unresolved_reason.as_deref(), Some("no location hint"));
+    assert!(store.get_member("nobody").await.unwrap().is_none());
+
+    let page = store.members_page(0, 10).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[0].id, ids[1].id]);
+    let rest = store.members_page(ids[0].id, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, ids[1].id);
+
+    assert_eq!(store.member_id_by_openid("oOPENID00001xyz").await.unwrap(), Some(ids[0].id));
+    assert_eq!(store.member_id_by_openid("unknown").await.unwrap(), None);
+
+    let counts = store.member_counts().await.unwrap();
+    assert_eq!((counts.total, counts.unresolved), (2, 1));
+
+    store.opt_out(ids[0].id, t0()).await.unwrap();
+    let opted = store.get_member("crm-00001").await.unwrap().unwrap();
+    assert_eq!(opted.member.opted_out_at, Some(t0()));
+    store.opt_in(ids[0].id).await.unwrap();
+    assert_eq!(store.get_member("crm-00001").await.unwrap().unwrap().member.opted_out_at, None);
+
+    let later = t0() + Duration::minutes(5);
+    store.touch_interaction(ids[0].id, later).await.unwrap();
+    store.touch_interaction(ids[0].id, t0() - Duration::days(9)).await.unwrap();
+    let touched = store.get_member("crm-00001").await.unwrap().unwrap();
+    assert_eq!(touched.member.last_interaction_at, Some(later), "never moves backwards");
+}
+
+async fn upsert_reports_kinds(db: &TestDb) {
+    let store = &db.store;
+    let first = store.upsert_resolved(&[v1(member(1)), v1(member(2))]).await.unwrap();
+    assert!(first.iter().all(|u| u.kind == UpsertKind::Inserted));
+
+    let mut changed = member(2);
+    changed.phone = Some("+8613800000000".into());
+    let second =
+        store.upsert_resolved(&[v1(member(1)), v1(changed.clone()), v1(member(3))]).await.unwrap();
+    let kinds: Vec<UpsertKind> = second.iter().map(|u| u.kind).collect();
+    assert_eq!(kinds, vec![UpsertKind::Unchanged, UpsertKind::Updated, UpsertKind::Inserted]);
+    assert_eq!(second[0].id, first[0].id);
+    assert_eq!(second[1].id, first[1].id);
+    assert_eq!(store.get_member("crm-00002").await.unwrap().unwrap().member, changed);
+
+    // The same external id twice in one batch: the later one wins.
+    let mut again = member(4);
+    let dup = again.clone();
+    again.name = Some("later".into());
+    let third = store.upsert_resolved(&[v1(dup), v1(again)]).await.unwrap();
+    assert_eq!(third[0].id, third[1].id);
+    let four = store.get_member("crm-00004").await.unwrap().unwrap();
+    assert_eq!(four.member.name.as_deref(), Some("later"));
+    assert_eq!(store.member_counts().await.unwrap().total, 4);
+}
+
+async fn ledger_claim_and_outcomes(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 4).await;
+    let sends = vec![
+        send("autumn", "2027-09-14", ids[0], t0() - Duration::minutes(2)),
+        send("autumn", "2027-09-14", ids[1], t0() - Duration::minutes(5)),
+        send("autumn", "2027-09-14", ids[2], t0() - Duration::minutes(1)),
+        send("autumn", "2027-09-14", ids[3], t0() + Duration::hours(1)),
+    ];
+    assert_eq!(store.insert_sends(&sends).await.unwrap(), 4);
+    assert_eq!(store.insert_sends(&sends).await.unwrap(), 0, "inserting twice is a no-op");
+    let mut holdout = send("autumn", "2027-09-15", ids[0], t0() - Duration::hours(1));
+    holdout.status = SendStatus::Holdout;
+    assert_eq!(store.insert_sends(&[holdout]).await.unwrap(), 1);
+    // Rows of members that do not exist are dropped.
+    assert_eq!(store.insert_sends(&[send("autumn", "x", 999_999, t0())]).await.unwrap(), 0);
+
+    let claimed = store.claim_due("a", t0(), Duration::minutes(5), 10).await.unwrap();
+    let members: Vec<i64> = claimed.iter().map(|c| c.member_id).collect();
+    assert_eq!(members, vec![ids[1], ids[0], ids[2]], "due rows only, by due instant");
+    let first = &claimed[0];
+    assert_eq!(first.external_id, "crm-00001");
+    assert_eq!(first.openid.as_deref(), Some("oOPENID00001xyz"));
+    assert_eq!(first.last_interaction_at, Some(t0() - Duration::hours(3)));
+    assert_eq!(first.text, format!("hello member {}", ids[1]));
+    assert_eq!(first.attempts, 0);
+    assert_eq!(first.idempotency_key(), format!("autumn:2027-09-14:{}", ids[1]));
+    assert!(store.claim_due("b", t0(), Duration::minutes(5), 10).await.unwrap().is_empty());
+
+    let retry_at = t0() + Duration::minutes(10);
+    store
+        .record_outcomes(&[
+            Outcome::Sent { id: claimed[0].id, at: t0(), provider_id: Some("msg-1".into()) },
+            Outcome::Retry { id: claimed[1].id, at: retry_at, error: "HTTP 503".into() },
+            Outcome::Dead { id: claimed[2].id, reason: "WeChat 40003 invalid openid".into() },
+        ])
+        .await
+        .unwrap();
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Sent), 1);
+    assert_eq!(count(&backlog, SendStatus::Pending), 2);
+    assert_eq!(count(&backlog, SendStatus::Dead), 1);
+    assert_eq!(count(&backlog, SendStatus::Holdout), 1);
+    assert_eq!(count(&backlog, SendStatus::Claimed), 0);
+
+    // The retry waits for its instant, then comes back with one attempt made.
+    let early = store.claim_due("a", retry_at - Duration::seconds(1), Duration::minutes(5), 10);
+    assert!(early.await.unwrap().is_empty());
+    let again = store.claim_due("a", retry_at, Duration::minutes(5), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, claimed[1].id);
+    assert_eq!(again[0].attempts, 1);
+    let skip = Outcome::Skipped { id: again[0].id, reason: "capped".into() };
+    store.record_outcomes(&[skip]).await.unwrap();
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Skipped), 1);
+    assert_eq!(count(&backlog, SendStatus::Pending), 1);
+}
+
+async fn claim_skips_opted_out_members(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 3).await;
+    let sends: Vec<NewSend> =
+        ids.iter().map(|id| send("c", "o", *id, t0() - Duration::minutes(1))).collect();
+    store.insert_sends(&sends).await.unwrap();
+    store.opt_out(ids[1], t0() - Duration::seconds(30)).await.unwrap();
+    let claimed = store.claim_due("a", t0(), Duration::minutes(5), 10).await.unwrap();
+    let members: HashSet<i64> = claimed.iter().map(|c| c.member_id).collect();
+    assert_eq!(members, HashSet::from([ids[0], ids[2]]));
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Skipped), 1);
+    assert_eq!(count(&backlog, SendStatus::Claimed), 2);
+    let rows = store.dump_all_text().await.unwrap();
+    assert!(
+        rows.iter().any(|(table, row)| table == "sends" && row.contains("opted_out")),
+        "the skipped row says why"
+    );
+}
+
+async fn expired_leases_are_reclaimed(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 2).await;
+    let sends: Vec<NewSend> =
+        ids.iter().map(|id| send("c", "o", *id, t0() - Duration::minutes(1))).collect();
+    store.insert_sends(&sends).await.unwrap();
+    let dead_replica = store.claim_due("dead", t0(), Duration::minutes(5), 10).await.unwrap();
+    assert_eq!(dead_replica.len(), 2);
+    let during = store.claim_due("live", t0() + Duration::minutes(4), Duration::minutes(5), 10);
+    assert!(during.await.unwrap().is_empty(), "lease still held");
+    let after = store
+        .claim_due("live", t0() + Duration::minutes(6), Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 2, "a dead replica's rows come back after the lease");
+    // The dead replica releasing late does not take them back from the live owner.
+    assert_eq!(store.release("dead").await.unwrap(), 0);
+}
+
+async fn release_returns_rows(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 3).await;
+    let sends: Vec<NewSend> =
+        ids.iter().map(|id| send("c", "o", *id, t0() - Duration::minutes(1))).collect();
+    store.insert_sends(&sends).await.unwrap();
+    assert_eq!(store.claim_due("a", t0(), Duration::minutes(5), 2).await.unwrap().len(), 2);
+    assert_eq!(store.claim_due("b", t0(), Duration::minutes(5), 5).await.unwrap().len(), 1);
+    assert_eq!(store.release("a").await.unwrap(), 2);
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Pending), 2);
+    assert_eq!(count(&backlog, SendStatus::Claimed), 1);
+    assert_eq!(store.claim_due("c", t0(), Duration::minutes(5), 5).await.unwrap().len(), 2);
+}
+
+async fn history_upcoming_retention(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 2).await;
+    let sends = vec![
+        send("a", "1", ids[0], t0() - Duration::days(40)),
+        send("a", "2", ids[0], t0() - Duration::days(1)),
+        send("b", "1", ids[0], t0() + Duration::days(2)),
+        send("b", "2", ids[0], t0() + Duration::days(1)),
+        send("a", "1", ids[1], t0() + Duration::days(3)),
+    ];
+    store.insert_sends(&sends).await.unwrap();
+    // Send the two past ones.
+    let claimed = store.claim_due("x", t0(), Duration::minutes(5), 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let outcomes: Vec<Outcome> =
+        claimed.iter().map(|c| Outcome::Sent { id: c.id, at: t0(), provider_id: None }).collect();
+    store.record_outcomes(&outcomes).await.unwrap();
+
+    let upcoming = store.upcoming_sends(ids[0], 10).await.unwrap();
+    let occurrences: Vec<(&str, &str)> =
+        upcoming.iter().map(|s| (s.campaign_id.as_str(), s.occurrence.as_str())).collect();
+    assert_eq!(occurrences, vec![("b", "2"), ("b", "1")]);
+    assert_eq!(store.upcoming_sends(ids[0], 1).await.unwrap().len(), 1);
+
+    let history = store.send_history(&[ids[0]], t0() - Duration::days(30)).await.unwrap();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(history.iter().all(|h| h.member_id == ids[0]));
+    let both = store.send_history(&ids, t0() - Duration::days(365)).await.unwrap();
+    assert_eq!(both.len(), 5);
+
+    assert_eq!(store.retention(t0() - Duration::days(30)).await.unwrap(), 1);
+    assert_eq!(store.retention(t0() - Duration::days(30)).await.unwrap(), 0);
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Sent), 1);
+    assert_eq!(count(&backlog, SendStatus::Pending), 3, "pending rows are never deleted");
+}
+
+async fn campaign_state_audit_and_token(db: &TestDb) {
+    let store = &db.store;
+    assert!(store.campaign_states().await.unwrap().is_empty());
+    store.set_campaign_paused("b", true).await.unwrap();
+    store.set_campaign_hash("a", "sha256:aa").await.unwrap();
+    store.set_campaign_hash("b", "sha256:bb").await.unwrap();
+    store.set_campaign_paused("a", false).await.unwrap();
+    let states = store.campaign_states().await.unwrap();
+    assert_eq!(states.len(), 2);
+    assert_eq!((states[0].campaign_id.as_str(), states[0].paused), ("a", false));
+    assert_eq!(states[0].content_hash.as_deref(), Some("sha256:aa"));
+    assert_eq!((states[1].campaign_id.as_str(), states[1].paused), ("b", true));
+    assert_eq!(states[1].content_hash.as_deref(), Some("sha256:bb"));
+    store.set_campaign_paused("b", false).await.unwrap();
+    assert!(!store.campaign_states().await.unwrap()[1].paused);
+
+    store.audit("ops", "pause", "campaign b", "from admin API").await.unwrap();
+    store.audit("ops", "resume", "campaign b", "").await.unwrap();
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].action, "resume");
+    assert_eq!(log[1].detail, "from admin API");
+
+    assert!(store.wechat_token("wx1").await.unwrap().is_none());
+    store.put_wechat_token("wx1", "tok-1", t0()).await.unwrap();
+    store.put_wechat_token("wx1", "tok-2", t0() + Duration::hours(2)).await.unwrap();
+    let token = store.wechat_token("wx1").await.unwrap().unwrap();
+    assert_eq!(token.token, "tok-2");
+    assert_eq!(token.expires_at, t0() + Duration::hours(2));
+    assert!(store.wechat_token("wx2").await.unwrap().is_none());
+}
+
+async fn reresolve_stale_members(db: &TestDb) {
+    let store = &db.store;
+    let rows: Vec<(Member, Resolution)> = (0..5).map(|n| v1(member(n))).collect();
+    store.upsert_resolved(&rows).await.unwrap();
+    add_members(store, 7).await; // members 0..5 again without a version, plus 5 and 6
+    let resolver = |m: &Member| {
+        if m.external_id.ends_with('3') {
+            Err("unknown city".to_string())
+        } else {
+            Ok(Place { confidence: 0.5, ..harbin() })
+        }
+    };
+    assert_eq!(store.reresolve_stale_with("v2", &resolver).await.unwrap(), 7);
+    assert_eq!(store.reresolve_stale_with("v2", &resolver).await.unwrap(), 0, "nothing stale");
+    let three = store.get_member("crm-00003").await.unwrap().unwrap();
+    assert_eq!(three.place, None);
+    assert_eq!(three.unresolved_reason.as_deref(), Some("unknown city"));
+    let four = store.get_member("crm-00004").await.unwrap().unwrap();
+    assert_eq!(four.place.map(|p| p.confidence), Some(0.5));
+    assert_eq!(store.member_counts().await.unwrap().unresolved, 1);
+}
+
+async fn forget_erases_personal_data(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 3).await;
+    let victim = member(1);
+    let sends = vec![
+        send("a", "1", ids[1], t0() - Duration::minutes(3)),
+        send("a", "2", ids[1], t0() + Duration::days(1)),
+        send("a", "1", ids[0], t0() - Duration::minutes(1)),
+    ];
+    store.insert_sends(&sends).await.unwrap();
+    let claimed = store.claim_due("x", t0(), Duration::minutes(5), 10).await.unwrap();
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .map(|c| Outcome::Sent {
+            id: c.id,
+            at: t0(),
+            provider_id: Some(format!("pm-{}", c.member_id)),
+        })
+        .collect();
+    store.record_outcomes(&outcomes).await.unwrap();
+    let target = format!("member {}", victim.external_id);
+    store.audit("crm", "opt-out", &target, "openid oOPENID00001xyz").await.unwrap();
+
+    let secrets = [
+        victim.phone.clone().unwrap(),
+        victim.openid.clone().unwrap(),
+        victim.name.clone().unwrap(),
+        victim.external_id.clone(),
+        "31.1001".to_string(), // member 1's latitude
+        "126.6353".to_string(),
+        format!("hello member {}", ids[1]),
+        format!("pm-{}", ids[1]),
+    ];
+    let before = store.dump_all_text().await.unwrap();
+    for secret in &secrets {
+        assert!(before.iter().any(|(_, row)| row.contains(secret.as_str())), "{secret} stored");
+    }
+
+    // Everyone else is forgotten too, except one bystander, to check the grep
+    // looks at every row.
+    assert!(store.delete_member(&victim.external_id, "cli").await.unwrap());
+    assert!(!store.delete_member(&victim.external_id, "cli").await.unwrap());
+    assert!(store.delete_member("crm-00002", "cli").await.unwrap());
+
+    let after = store.dump_all_text().await.unwrap();
+    for secret in &secrets[..4] {
+        let hits: Vec<_> = after.iter().filter(|(_, row)| row.contains(secret.as_str())).collect();
+        assert!(hits.is_empty(), "{secret} survived forget: {hits:?}");
+    }
+    for secret in &secrets[4..] {
+        let hits: Vec<_> = after
+            .iter()
+            .filter(|(_, row)| row.contains(secret.as_str()) && !row.contains("crm-00000"))
+            .collect();
+        assert!(hits.is_empty(), "{secret} survived forget: {hits:?}");
+    }
+    // The bystander is untouched; anonymous counts survive.
+    assert!(store.get_member("crm-00000").await.unwrap().is_some());
+    assert!(after.iter().any(|(_, row)| row.contains("oOPENID00000xyz")));
+    assert_eq!(store.member_counts().await.unwrap().total, 1);
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Sent), 2, "the forgotten member's sent row counts");
+    assert_eq!(count(&backlog, SendStatus::Skipped), 1, "their pending row never goes out");
+    let later = store.claim_due("x", t0() + Duration::days(2), Duration::minutes(5), 10);
+    assert!(later.await.unwrap().is_empty());
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!(log[1].action, "forget");
+    assert_eq!(log[1].target, format!("member #{}", ids[1]));
+}
+
+async fn concurrent_inserts_keep_ledger_unique(db: &TestDb) {
+    let ids = add_members(&db.store, 300).await;
+    let keys = |writer: usize, round: usize| {
+        let start = (writer * 37 + round * 53) % ids.len();
+        (0..150).map(move |k| ((start + k) % 300, k % 2))
+    };
+    let mut expected = HashSet::new();
+    for writer in 0..8 {
+        for round in 0..5 {
+            expected.extend(keys(writer, round).map(|(m, o)| (ids[m], o)));
+        }
+    }
+    // Eight writers on their own pools insert overlapping batches of the same keys.
+    let mut tasks = Vec::new();
+    for writer in 0..8usize {
+        let url = db.url.clone();
+        let batches: Vec<Vec<NewSend>> = (0..5)
+            .map(|round| {
+                let mut batch: Vec<NewSend> = keys(writer, round)
+                    .map(|(m, o)| send("race", &format!("occ-{o}"), ids[m], t0()))
+                    .collect();
+                if writer % 2 == 1 {
+                    batch.reverse();
+                }
+                batch
+            })
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let store = Store::connect(&url).await.expect("connect");
+            let mut inserted = 0;
+            for batch in batches {
+                inserted += store.insert_sends(&batch).await.expect("insert");
+            }
+            store.close().await;
+            inserted
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    let stored = count(&db.store.backlog().await.unwrap(), SendStatus::Pending);
+    // Every key stored exactly once, and the writers' "new" counts add up to it.
+    assert_eq!(stored, i64::try_from(expected.len()).unwrap());
+    assert_eq!(total, u64::try_from(expected.len()).unwrap());
+}
+
+async fn concurrent_claimers_never_share_rows(db: &TestDb) {
+    let ids = add_members(&db.store, 500).await;
+    let sends: Vec<NewSend> = ids
+        .iter()
+        .zip(0i64..)
+        .map(|(id, k)| send("claim", "o", *id, t0() - Duration::seconds(k)))
+        .collect();
+    assert_eq!(db.store.insert_sends(&sends).await.unwrap(), 500);
+    let mut tasks = Vec::new();
+    for claimer in 0..6 {
+        let url = db.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let store = Store::connect(&url).await.expect("connect");
+            let owner = format!("replica-{claimer}");
+            let mut mine = Vec::new();
+            loop {
+                let batch =
+                    store.claim_due(&owner, t0(), Duration::minutes(5), 17).await.expect("claim");
+                if batch.is_empty() {
+                    break;
+                }
+                let outcomes: Vec<Outcome> = batch
+                    .iter()
+                    .map(|c| Outcome::Sent { id: c.id, at: t0(), provider_id: None })
+                    .collect();
+                store.record_outcomes(&outcomes).await.expect("record");
+                mine.extend(batch.into_iter().map(|c| c.id));
+            }
+            store.close().await;
+            mine
+        }));
+    }
+    let mut owner_of: HashMap<i64, usize> = HashMap::new();
+    let mut total = 0;
+    for (claimer, task) in tasks.into_iter().enumerate() {
+        for id in task.await.unwrap() {
+            total += 1;
+            if let Some(other) = owner_of.insert(id, claimer) {
+                panic!("row {id} claimed by both {other} and {claimer}");
+            }
+        }
+    }
+    assert_eq!(total, 500);
+    let backlog = db.store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Sent), 500);
+}
