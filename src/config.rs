@@ -114,7 +114,7 @@ pub struct Config {
     pub wechat_callback: CallbackConfig,
     /// Place resolution settings (owned by `geo`).
     #[serde(default)]
-    pub geo: toml::Table,
+    pub geo: crate::geo::GeoConfig,
     /// Global frequency cap across campaigns (owned by `timing`).
     #[serde(default)]
     pub frequency: toml::Table,

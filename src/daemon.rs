@@ -32,7 +32,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::campaign::Campaign;
+use crate::campaign::{Campaign, Severity};
 use crate::clock::{Clock, ScaledClock, SystemClock};
 use crate::config::{Config, read_secret};
 use crate::geo::Geo;
@@ -63,6 +63,9 @@ pub enum Error {
         /// Cause.
         source: std::io::Error,
     },
+    /// The `[geo]` settings.
+    #[error("[geo]: {0}")]
+    Geo(#[from] crate::geo::GeoError),
     /// The job scheduler.
     #[error("scheduler: {0}")]
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
@@ -173,10 +176,25 @@ fn notify(states: &[NotifyState<'_>]) {
 }
 
 /// Loads every campaign file under `dir`; `Err` lists each error as
-/// `file:line:col: message`.
+/// `file:line:col: message` (warnings are logged).
 pub fn load_campaigns(dir: &Path) -> Result<Vec<Campaign>, Vec<String>> {
-    let _ = dir;
-    Ok(Vec::new())
+    let report = crate::campaign::load_paths(&[dir.to_path_buf()], None);
+    let mut errors = Vec::new();
+    for diagnostic in &report.diagnostics {
+        let line = format!(
+            "{}:{}:{}: {}: {}",
+            diagnostic.file.display(),
+            diagnostic.line,
+            diagnostic.col,
+            diagnostic.severity.as_str(),
+            diagnostic.message
+        );
+        match diagnostic.severity {
+            Severity::Error => errors.push(line),
+            Severity::Warning => tracing::warn!("{line}"),
+        }
+    }
+    if errors.is_empty() { Ok(report.campaigns) } else { Err(errors) }
 }
 
 /// Everything the periodic jobs share.
@@ -290,7 +308,7 @@ impl Core {
         match load_campaigns(&self.config.campaigns_dir) {
             Ok(campaigns) => {
                 let old = self.campaigns.current();
-                let diff = diff(&old.campaigns, &campaigns);
+                let diff = crate::campaign::diff(&old.campaigns, &campaigns);
                 tracing::info!(
                     added = ?diff.added,
                     changed = ?diff.changed,
@@ -333,33 +351,6 @@ const ALL_STATUSES: [SendStatus; 6] = [
     SendStatus::Skipped,
 ];
 
-/// Campaign ids added, changed (content hash differs) and removed by a reload.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Diff {
-    /// New ids.
-    pub added: Vec<String>,
-    /// Ids whose file content changed.
-    pub changed: Vec<String>,
-    /// Ids no longer present.
-    pub removed: Vec<String>,
-}
-
-fn diff(old: &[Campaign], new: &[Campaign]) -> Diff {
-    let old: BTreeMap<&str, &str> =
-        old.iter().map(|c| (c.id.as_str(), c.source.content_hash.as_str())).collect();
-    let new: BTreeMap<&str, &str> =
-        new.iter().map(|c| (c.id.as_str(), c.source.content_hash.as_str())).collect();
-    Diff {
-        added: new.keys().filter(|id| !old.contains_key(*id)).map(|id| id.to_string()).collect(),
-        changed: new
-            .iter()
-            .filter(|(id, hash)| old.get(*id).is_some_and(|old| old != *hash))
-            .map(|(id, _)| id.to_string())
-            .collect(),
-        removed: old.keys().filter(|id| !new.contains_key(*id)).map(|id| id.to_string()).collect(),
-    }
-}
-
 /// Runs the timing engine over one page of members.
 fn plan_page(
     campaigns: &[&Campaign],
@@ -373,8 +364,12 @@ fn plan_page(
 
 /// Upserts the member file, resolving each member's place; bad rows are reported
 /// (phones masked) and skipped.
-async fn import_members(store: &Store, metrics: &Metrics, path: &Path) -> Result<(), Error> {
-    let geo = Geo::bundled();
+async fn import_members(
+    store: &Store,
+    geo: &Geo,
+    metrics: &Metrics,
+    path: &Path,
+) -> Result<(), Error> {
     let rows = crate::members::read_file(path)?;
     let (mut imported, mut bad) = (0usize, 0usize);
     let mut batch = Vec::with_capacity(500);
@@ -429,10 +424,17 @@ pub async fn run(options: Options) -> Result<(), Error> {
         None => Arc::new(SystemClock),
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.init_fixed_labels();
+    let geo: &'static Geo = if config.geo == crate::geo::GeoConfig::default() {
+        Geo::bundled()
+    } else {
+        // Built once and kept for the life of the process, like the bundled data.
+        Box::leak(Box::new(Geo::with_config(config.geo.clone())?))
+    };
     tracing::info!(config = %config_source, database = %redact_url(&config.database), "Starting almanac.");
     let store = Store::connect(&config.database).await?;
     if let Some(file) = &config.members_file {
-        import_members(&store, &metrics, file).await?;
+        import_members(&store, geo, &metrics, file).await?;
     }
     let campaigns = Arc::new(LiveCampaigns::default());
     match load_campaigns(&config.campaigns_dir) {
@@ -483,6 +485,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         admin_token,
         callback_token,
         clock: clock.clone(),
+        geo,
     };
     let http_task = tasks.spawn(crate::http::serve(listener, state, http_cancel.clone()));
     let _ = http_task;

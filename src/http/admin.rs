@@ -161,7 +161,7 @@ async fn upsert_member(
             ),
         );
     }
-    let geo = Geo::bundled();
+    let geo = state.geo;
     let resolution = crate::daemon::resolve(geo, &state.metrics, &member);
     let place = resolution.place;
     let unresolved = resolution.unresolved_reason.clone();
@@ -209,7 +209,7 @@ async fn show_member(State(state): State<AppState>, Path(external_id): Path<Stri
         Ok(upcoming) => upcoming,
         Err(error) => return store_error(error),
     };
-    let geo = Geo::bundled();
+    let geo = state.geo;
     Json(json!({
         "id": stored.id,
         "external_id": stored.member.external_id,

@@ -38,6 +38,8 @@ pub struct AppState {
     pub callback_token: Option<Secret>,
     /// The daemon's clock.
     pub clock: Arc<dyn Clock>,
+    /// Place knowledge, with the `[geo]` settings applied.
+    pub geo: &'static crate::geo::Geo,
 }
 
 impl AppState {
