@@ -288,6 +288,10 @@ pub struct HistoryEntry {
     pub member_id: i64,
     /// Due instant.
     pub due_at: DateTime<Utc>,
+    /// Occurrence key (the planner skips occurrences already recorded).
+    pub occurrence: String,
+    /// A control-group row (counts for `per_member`, not for the global cap).
+    pub holdout: bool,
 }
 
 /// Member totals.
@@ -697,8 +701,8 @@ impl Store {
             .collect()
     }
 
-    /// Sent, pending and claimed rows of these members due at or after `since`
-    /// (frequency caps).
+    /// Sent, pending, claimed and holdout rows of these members due at or after
+    /// `since` (frequency caps, occurrences already recorded).
     pub async fn send_history(
         &self,
         member_ids: &[i64],

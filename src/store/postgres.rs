@@ -543,8 +543,8 @@ pub(super) async fn send_history(
     since: DateTime<Utc>,
 ) -> Result<Vec<HistoryEntry>> {
     let rows = sqlx::query(
-        "SELECT campaign_id, member_id, due_at FROM sends \
-         WHERE status IN ('sent', 'pending', 'claimed') AND due_at >= $1 \
+        "SELECT campaign_id, member_id, due_at, occurrence, status FROM sends \
+         WHERE status IN ('sent', 'pending', 'claimed', 'holdout') AND due_at >= $1 \
            AND member_id = ANY($2) ORDER BY member_id, due_at",
     )
     .bind(since)
@@ -557,6 +557,8 @@ pub(super) async fn send_history(
                 campaign_id: row.try_get(0)?,
                 member_id: row.try_get(1)?,
                 due_at: row.try_get(2)?,
+                occurrence: row.try_get(3)?,
+                holdout: row.try_get::<&str, _>(4)? == "holdout",
             })
         })
         .collect()

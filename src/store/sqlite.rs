@@ -480,8 +480,8 @@ pub(super) async fn send_history(
     let mut out = Vec::new();
     for chunk in member_ids.chunks(MAX_BINDS - 1) {
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT campaign_id, member_id, due_at FROM sends \
-             WHERE status IN ('sent', 'pending', 'claimed') AND due_at >= ",
+            "SELECT campaign_id, member_id, due_at, occurrence, status FROM sends \
+             WHERE status IN ('sent', 'pending', 'claimed', 'holdout') AND due_at >= ",
         );
         query.push_bind(micros(since)).push(" AND member_id IN (");
         let mut list = query.separated(", ");
@@ -494,6 +494,8 @@ pub(super) async fn send_history(
                 campaign_id: row.try_get(0)?,
                 member_id: row.try_get(1)?,
                 due_at: instant(row.try_get(2)?, "sends")?,
+                occurrence: row.try_get(3)?,
+                holdout: row.try_get::<&str, _>(4)? == "holdout",
             });
         }
     }
