@@ -80,7 +80,8 @@ fn main() {
     let phone_rate = rate(&phones, budget, |p| {
         black_box(geo.resolve_phone(black_box(p)).is_ok());
     });
-    let reference: HashMap<u64, u32> = phones.iter().enumerate().map(|(i, p)| (hash(p), i as u32)).collect();
+    let reference: HashMap<u64, u32> =
+        phones.iter().enumerate().map(|(i, p)| (hash(p), i as u32)).collect();
     let hash_rate = rate(&phones, budget, |p| {
         black_box(reference.get(&hash(black_box(p))));
     });
@@ -92,14 +93,20 @@ fn main() {
     );
 
     let points: Vec<(f64, f64)> = (0..10_000)
-        .map(|_| (20.0 + (rng.next() % 2500) as f64 / 100.0, 100.0 + (rng.next() % 2500) as f64 / 100.0))
+        .map(|_| {
+            (20.0 + (rng.next() % 2500) as f64 / 100.0, 100.0 + (rng.next() % 2500) as f64 / 100.0)
+        })
         .collect();
     let coord_rate = rate(&points, budget, |&(lat, lon)| {
         black_box(geo.resolve_coordinates(black_box(lat), black_box(lon)).is_ok());
     });
     let brute = points[..200].to_vec();
     let brute_rate = rate(&brute, Duration::from_millis(300), |&(lat, lon)| {
-        black_box(geo.cities().map(|(_, c)| (c.lat - lat).powi(2) + (c.lon - lon).powi(2)).fold(f64::MAX, f64::min));
+        black_box(
+            geo.cities()
+                .map(|(_, c)| (c.lat - lat).powi(2) + (c.lon - lon).powi(2))
+                .fold(f64::MAX, f64::min),
+        );
     });
     println!(
         "coordinates: {:.0} k resolutions/s (target >= 500 k/s); reference linear scan {:.1} k/s; ratio {:.0}x",
