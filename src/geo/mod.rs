@@ -921,18 +921,3 @@ fn nearest_climate(data: &GeoData, rows: &[ClimateRow]) -> Vec<Option<(u32, f32)
         })
         .collect()
 }
-
-/// Campaign files name cities and provinces; `almanac check` validates them here.
-impl crate::campaign::PlaceNames for Geo {
-    fn check_city(&self, name: &str) -> Result<(), String> {
-        self.lookup_city(name, None).map(|_| ()).map_err(|e| e.to_string())
-    }
-
-    fn check_province(&self, name: &str) -> Result<(), String> {
-        if self.is_province(name) {
-            return Ok(());
-        }
-        let suggestions = self.suggest_province(name);
-        Err(format!("unknown province or state {name:?}{}", did_you_mean(&suggestions)))
-    }
-}
