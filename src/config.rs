@@ -1,3 +1,458 @@
 //! Daemon configuration (`almanac.toml`): database, campaigns directory, listen
-//! address, channels, global defaults. Owned by the daemon work (issue 7); each
-//! domain module owns the type of its own section.
+//! address, secrets, logging, planner cadence, the demo clock, and the sections
+//! each domain module owns the type of (`[geo]`, `[frequency]`, `[channels.<name>]`,
+//! `[dispatcher]`). Every table rejects unknown keys, and every error names the
+//! file, line and column. `deploy/almanac.toml` documents every key; a test parses
+//! it with [`Config::load`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+
+/// The configuration used when `almanac run` gets no `--config`: SQLite file
+/// `almanac.db` in the working directory, `campaigns/`, the bundled sample
+/// members, the `log` channel, loopback port 9464.
+pub const EMBEDDED_DEFAULT: &str = r#"
+database = "sqlite:almanac.db"
+campaigns_dir = "campaigns"
+members_file = "data/sample-members.jsonl"
+listen = "127.0.0.1:9464"
+
+[channels.log]
+type = "log"
+"#;
+
+/// Configuration errors; each names the file and, for syntax and type errors, the
+/// line and column.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// File path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Syntax error, unknown key or wrong type.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// File path.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (characters).
+        column: usize,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+    /// A value that parsed but makes no sense.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// File path.
+        path: String,
+        /// The offending key.
+        key: &'static str,
+        /// What was expected.
+        message: String,
+    },
+    /// A secret that the configuration names could not be found.
+    #[error("secret {name}: {message}")]
+    Secret {
+        /// Which secret (never its value).
+        name: String,
+        /// Where it was looked for.
+        message: String,
+    },
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `almanac.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Store URL: `sqlite:PATH` (created if missing) or `postgres://…`.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Directory of campaign files (`*.toml`), watched for changes.
+    #[serde(default = "default_campaigns_dir")]
+    pub campaigns_dir: PathBuf,
+    /// Member file (CSV or JSONL) upserted at start; optional.
+    #[serde(default)]
+    pub members_file: Option<PathBuf>,
+    /// Address of the HTTP server (`/metrics`, health, admin API, WeChat callback).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Environment variable holding the admin API bearer token.
+    #[serde(default = "default_admin_token_env")]
+    pub admin_token_env: String,
+    /// systemd credential (`LoadCredential=`) holding the admin token; preferred
+    /// over the environment variable when present.
+    #[serde(default = "default_admin_token_credential")]
+    pub admin_token_credential: String,
+    /// Log format: `plain` (journald) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// How long a graceful stop waits for in-flight pushes.
+    #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Planner cadence.
+    #[serde(default)]
+    pub planner: PlannerConfig,
+    /// Ledger retention.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// The WeChat server callback (`/wechat/callback`).
+    #[serde(default)]
+    pub wechat_callback: CallbackConfig,
+    /// Place resolution settings (owned by `geo`).
+    #[serde(default)]
+    pub geo: crate::geo::GeoConfig,
+    /// Global frequency cap across campaigns (owned by `timing`).
+    #[serde(default)]
+    pub frequency: toml::Table,
+    /// Delivery channels by name (owned by `delivery`).
+    #[serde(default)]
+    pub channels: BTreeMap<String, toml::Table>,
+    /// Dispatcher batch, concurrency and lease (owned by `delivery`).
+    #[serde(default)]
+    pub dispatcher: toml::Table,
+    /// A faster-than-real clock for demonstrations; absent in production.
+    #[serde(default)]
+    pub demo: Option<DemoConfig>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines without timestamps' noise beyond what journald adds.
+    #[default]
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[planner]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannerConfig {
+    /// How far ahead (on the daemon's clock) due sends are written to the ledger.
+    #[serde(default = "default_horizon", deserialize_with = "duration")]
+    pub horizon: Duration,
+    /// How often (real time) the planner runs.
+    #[serde(default = "default_tick", deserialize_with = "duration")]
+    pub tick: Duration,
+    /// Members read per page.
+    #[serde(default = "default_batch")]
+    pub batch: i64,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self { horizon: default_horizon(), tick: default_tick(), batch: default_batch() }
+    }
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Finished ledger rows (sent, dead, skipped, holdout) older than this are deleted.
+    #[serde(default = "default_retention", deserialize_with = "duration")]
+    pub ledger: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { ledger: default_retention() }
+    }
+}
+
+/// `[wechat_callback]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// Environment variable holding the token set in the Official Account's server
+    /// configuration.
+    #[serde(default = "default_callback_token_env")]
+    pub token_env: String,
+    /// systemd credential holding that token (preferred when present).
+    #[serde(default = "default_callback_token_credential")]
+    pub token_credential: String,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        Self {
+            token_env: default_callback_token_env(),
+            token_credential: default_callback_token_credential(),
+        }
+    }
+}
+
+/// `[demo]`: a clock that starts at `start` and runs `speed` times real time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Virtual start instant (a TOML offset date-time).
+    #[serde(deserialize_with = "instant")]
+    pub start: DateTime<Utc>,
+    /// Speed-up over real time (≥ 1).
+    pub speed: f64,
+}
+
+/// A secret value. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value; only for comparing or sending, never for logging.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Reads a secret from the systemd credential `credential`
+/// (`$CREDENTIALS_DIRECTORY/<credential>`) or else the environment variable `env`.
+/// `Ok(None)` when neither is set.
+pub fn read_secret(env: &str, credential: &str) -> Result<Option<Secret>> {
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join(credential);
+        match std::fs::read_to_string(&path) {
+            Ok(value) => {
+                let value = value.trim_end_matches(['\n', '\r']);
+                if value.is_empty() {
+                    return Err(Error::Secret {
+                        name: credential.to_owned(),
+                        message: format!("credential file {} is empty", path.display()),
+                    });
+                }
+                return Ok(Some(Secret::new(value)));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(Error::Secret {
+                    name: credential.to_owned(),
+                    message: format!("{}: {error}", path.display()),
+                });
+            }
+        }
+    }
+    match std::env::var(env) {
+        Ok(value) if !value.is_empty() => Ok(Some(Secret::new(value))),
+        _ => Ok(None),
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default (see [`EMBEDDED_DEFAULT`]).
+    pub fn embedded_default() -> Config {
+        Self::parse(EMBEDDED_DEFAULT, "<embedded default>")
+            .expect("the embedded default configuration is valid (tested)")
+    }
+
+    /// Parses and validates configuration text; `name` is used in errors.
+    pub fn parse(text: &str, name: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|error| {
+            let (line, column) =
+                error.span().map(|span| line_column(text, span.start)).unwrap_or((1, 1));
+            Error::Parse {
+                path: name.to_owned(),
+                line,
+                column,
+                message: error.message().trim().to_owned(),
+            }
+        })?;
+        config.validate(name)?;
+        Ok(config)
+    }
+
+    fn validate(&self, name: &str) -> Result<()> {
+        let invalid = |key, message: &str| Error::Invalid {
+            path: name.to_owned(),
+            key,
+            message: message.into(),
+        };
+        if self.planner.tick.is_zero() {
+            return Err(invalid("planner.tick", "must be longer than zero"));
+        }
+        if self.planner.horizon.is_zero() {
+            return Err(invalid("planner.horizon", "must be longer than zero"));
+        }
+        if self.planner.batch <= 0 {
+            return Err(invalid("planner.batch", "must be a positive number of members"));
+        }
+        if let Some(demo) = &self.demo
+            && !(demo.speed.is_finite() && demo.speed >= 1.0)
+        {
+            return Err(invalid("demo.speed", "must be a number ≥ 1"));
+        }
+        if self.channels.is_empty() {
+            return Err(invalid("channels", "define at least one [channels.<name>] table"));
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and character column of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h`, `7d` (a whole number and one unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("invalid duration {text:?}: expected e.g. \"30s\", \"5m\", \"1h\", \"7d\"")
+    })?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {text:?}: expected one of ms, s, m, h, d"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+fn instant<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    let value = toml::value::Datetime::deserialize(deserializer)?;
+    if value.offset.is_none() || value.time.is_none() {
+        return Err(serde::de::Error::custom(
+            "expected an offset date-time such as 2027-08-01T00:00:00Z",
+        ));
+    }
+    DateTime::parse_from_rfc3339(&value.to_string())
+        .map(|instant| instant.to_utc())
+        .map_err(|error| serde::de::Error::custom(format!("invalid date-time: {error}")))
+}
+
+fn default_database() -> String {
+    "sqlite:almanac.db".into()
+}
+fn default_campaigns_dir() -> PathBuf {
+    "campaigns".into()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+fn default_admin_token_env() -> String {
+    "ALMANAC_ADMIN_TOKEN".into()
+}
+fn default_admin_token_credential() -> String {
+    "admin-token".into()
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_horizon() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_tick() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_batch() -> i64 {
+    1000
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(90 * 86_400)
+}
+fn default_callback_token_env() -> String {
+    "ALMANAC_WECHAT_CALLBACK_TOKEN".into()
+}
+fn default_callback_token_credential() -> String {
+    "wechat-callback-token".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let config = Config::embedded_default();
+        assert_eq!(config.database, "sqlite:almanac.db");
+        assert_eq!(config.listen.port(), 9464);
+        assert!(config.listen.ip().is_loopback());
+        assert!(config.channels.contains_key("log"));
+        assert_eq!(config.planner.tick, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let text = "database = \"sqlite:x.db\"\n[planner]\nhorizon = \"1h\"\n  tik = \"5s\"\n";
+        let error = Config::parse(text, "a.toml").unwrap_err().to_string();
+        assert!(error.starts_with("a.toml:4:3: unknown field `tik`"), "{error}");
+        assert!(error.contains("expected"), "{error}");
+    }
+
+    #[test]
+    fn bad_duration_points_at_the_value() {
+        let text = "[channels.log]\nkind = \"log\"\n[planner]\ntick = \"5 parsecs\"\n";
+        let error = Config::parse(text, "a.toml").unwrap_err().to_string();
+        assert!(error.starts_with("a.toml:4:8: invalid duration"), "{error}");
+    }
+
+    #[test]
+    fn demo_needs_an_offset_date_time() {
+        let base = "[channels.log]\nkind = \"log\"\n[demo]\nspeed = 10.0\n";
+        let ok = Config::parse(&format!("{base}start = 2027-08-01T00:00:00Z\n"), "a").unwrap();
+        assert_eq!(ok.demo.unwrap().start.to_rfc3339(), "2027-08-01T00:00:00+00:00");
+        let error = Config::parse(&format!("{base}start = 2027-08-01\n"), "a").unwrap_err();
+        assert!(error.to_string().starts_with("a:5:9: expected an offset date-time"), "{error}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert!(parse_duration("7").unwrap_err().contains("unit"));
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn secret_debug_hides_the_value() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

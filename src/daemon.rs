@@ -1,2 +1,695 @@
-//! The supervisor: scheduler, planner, dispatcher and HTTP under one cancellation
-//! tree; reload, sd_notify, graceful stop. Built by issue 7.
+//! The supervisor behind `almanac run`: connects the store, imports the member
+//! file, loads campaigns, then runs the planner (driven by tokio-cron-scheduler),
+//! the dispatcher and the HTTP server under one cancellation tree.
+//!
+//! - **Planner**: every `planner.tick` (real time, also under the demo clock) it
+//!   streams members page by page through the timing engine for the window
+//!   `[last_planned, now + horizon)` on the daemon's clock and writes due sends to
+//!   the ledger (idempotent: unique per campaign, occurrence and member). Member
+//!   local instants come from the timing engine (chrono-tz), never from
+//!   tokio-cron-scheduler's time-zone jobs, which fix a zone's UTC offset when the
+//!   job is created. Paused campaigns are not planned.
+//! - **Reload**: SIGHUP or a (debounced) change in the campaigns directory reloads
+//!   every campaign file at once; a broken file is reported with `file:line:col`
+//!   and the previous set keeps running; the diff is logged.
+//! - **systemd**: READY=1 once the store and campaigns are loaded, RELOADING=1 /
+//!   READY=1 (with MONOTONIC_USEC) around reloads, STOPPING=1, WATCHDOG=1 pings
+//!   when `WatchdogSec=` is set, STATUS= with counts.
+//! - **Stopping safely**: SIGTERM or SIGINT stops the planner first, then the
+//!   dispatcher stops claiming and finishes or releases its in-flight rows within
+//!   `shutdown_grace`, then the HTTP server stops; exit 0. A second signal exits at
+//!   once (status 1).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::campaign::{Campaign, Severity};
+use crate::clock::{Clock, ScaledClock, SystemClock};
+use crate::config::{Config, read_secret};
+use crate::geo::Geo;
+use crate::http::AppState;
+use crate::metrics::Metrics;
+use crate::store::{NewSend, Resolution, SendStatus, Store};
+
+/// Errors that stop the daemon (before or while starting).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration or secrets.
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    /// The store.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::Error),
+    /// Campaign files did not load at start (each line a `file:line:col` error).
+    #[error("campaigns did not load:\n{0}")]
+    Campaigns(String),
+    /// The member file.
+    #[error("member file: {0}")]
+    Members(#[from] crate::members::Error),
+    /// Listening, signals, watching.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The `[geo]` settings.
+    #[error("[geo]: {0}")]
+    Geo(#[from] crate::geo::GeoError),
+    /// The job scheduler.
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// The campaigns currently running; swapped whole on reload.
+#[derive(Debug, Default)]
+pub struct CampaignSet {
+    /// Every loaded campaign (enabled or not).
+    pub campaigns: Vec<Campaign>,
+}
+
+/// The live campaign set shared by the planner and the HTTP server.
+#[derive(Debug, Default)]
+pub struct LiveCampaigns {
+    current: RwLock<Arc<CampaignSet>>,
+    loaded: AtomicBool,
+}
+
+impl LiveCampaigns {
+    /// The current set.
+    pub fn current(&self) -> Arc<CampaignSet> {
+        self.current.read().expect("campaign set lock").clone()
+    }
+    /// Whether a set has been loaded (readiness).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+    fn replace(&self, set: CampaignSet) {
+        *self.current.write().expect("campaign set lock") = Arc::new(set);
+        self.loaded.store(true, Ordering::Release);
+    }
+}
+
+/// A campaign's state label (`active`, `paused`, `disabled`), as in metrics and
+/// the admin API.
+pub fn campaign_state(campaign: &Campaign, paused: &HashSet<String>) -> &'static str {
+    if !campaign.enabled {
+        "disabled"
+    } else if paused.contains(&campaign.id) {
+        "paused"
+    } else {
+        "active"
+    }
+}
+
+/// Masks every run of 7 or more digits (phone numbers) in `text`, keeping the
+/// first three and last two digits: `+8613812345678` → `+861********78`.
+pub fn mask_phones(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 7 {
+            let n = digits.len();
+            out.push_str(&digits[..3]);
+            out.extend(std::iter::repeat_n('*', n - 5));
+            out.push_str(&digits[n - 2..]);
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
+/// Ids of the campaigns an operator paused.
+pub async fn paused_campaigns(store: &Store) -> Result<HashSet<String>, crate::store::Error> {
+    Ok(store
+        .campaign_states()
+        .await?
+        .into_iter()
+        .filter(|state| state.paused)
+        .map(|state| state.campaign_id)
+        .collect())
+}
+
+/// Resolves a member's place with the bundled data, counting the source.
+pub fn resolve(geo: &Geo, metrics: &Metrics, member: &crate::members::Member) -> Resolution {
+    let resolved = crate::members::resolve_with_geo(geo, member);
+    let source = resolved.as_ref().map_or("none", |place| place.source.as_str());
+    metrics.resolutions.with_label_values(&[source]).inc();
+    let (place, unresolved_reason) = match resolved {
+        Ok(place) => (Some(place), None),
+        Err(reason) => (None, Some(reason)),
+    };
+    Resolution { place, unresolved_reason, data_version: Some(geo.data_version().to_owned()) }
+}
+
+/// Sends a systemd notification; silently nothing outside systemd.
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(false, states) {
+        tracing::debug!(%error, "sd_notify failed.");
+    }
+}
+
+/// Loads every campaign file under `dir`; `Err` lists each error as
+/// `file:line:col: message` (warnings are logged).
+pub fn load_campaigns(dir: &Path) -> Result<Vec<Campaign>, Vec<String>> {
+    let report = crate::campaign::load_paths(&[dir.to_path_buf()], None);
+    let mut errors = Vec::new();
+    for diagnostic in &report.diagnostics {
+        let line = format!(
+            "{}:{}:{}: {}: {}",
+            diagnostic.file.display(),
+            diagnostic.line,
+            diagnostic.col,
+            diagnostic.severity.as_str(),
+            diagnostic.message
+        );
+        match diagnostic.severity {
+            Severity::Error => errors.push(line),
+            Severity::Warning => tracing::warn!("{line}"),
+        }
+    }
+    if errors.is_empty() { Ok(report.campaigns) } else { Err(errors) }
+}
+
+/// Everything the periodic jobs share.
+struct Core {
+    config: Config,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    campaigns: Arc<LiveCampaigns>,
+    /// The HTTP server's bound address (reported in STATUS=).
+    listen: std::net::SocketAddr,
+    /// Held while a planner tick runs (shutdown waits for it).
+    planner: tokio::sync::Mutex<PlannerState>,
+    planner_cancel: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct PlannerState {
+    last_planned: Option<DateTime<Utc>>,
+}
+
+impl Core {
+    /// One planner tick: plan `[last_planned, now + horizon)` for every active
+    /// campaign, member page by member page.
+    async fn plan_tick(&self) -> Result<u64, crate::store::Error> {
+        let Ok(mut state) = self.planner.try_lock() else {
+            tracing::debug!("Planner tick skipped: the previous one is still running.");
+            return Ok(0);
+        };
+        let now = self.clock.now();
+        let horizon = chrono::Duration::from_std(self.config.planner.horizon)
+            .unwrap_or(chrono::Duration::hours(1));
+        let from = state.last_planned.unwrap_or(now);
+        let to = now + horizon;
+        if to <= from {
+            return Ok(0);
+        }
+        let paused = paused_campaigns(&self.store).await?;
+        let set = self.campaigns.current();
+        let active: Vec<&Campaign> = set
+            .campaigns
+            .iter()
+            .filter(|campaign| campaign_state(campaign, &paused) == "active")
+            .collect();
+        let mut after = 0;
+        let mut inserted = 0;
+        loop {
+            if self.planner_cancel.is_cancelled() {
+                // Leave last_planned where it was: the next run re-plans idempotently.
+                return Ok(inserted);
+            }
+            let page = self.store.members_page(after, self.config.planner.batch).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let sends = plan_page(&active, &page, from, to);
+            if !sends.is_empty() {
+                inserted += self.store.insert_sends(&sends).await?;
+                for send in &sends {
+                    self.metrics.planned.with_label_values(&[&send.campaign_id]).inc();
+                }
+            }
+        }
+        state.last_planned = Some(to);
+        if inserted > 0 {
+            tracing::info!(
+                from = %from.format("%Y-%m-%d %H:%M"),
+                to = %to.format("%Y-%m-%d %H:%M"),
+                inserted,
+                "Planned sends into the ledger."
+            );
+        }
+        Ok(inserted)
+    }
+
+    /// Refreshes the ledger, campaign and member gauges; returns a STATUS= line.
+    async fn refresh_gauges(&self) -> Result<String, crate::store::Error> {
+        let backlog = self.store.backlog().await?;
+        for status in ALL_STATUSES {
+            let count = backlog.iter().find(|(s, _)| *s == status).map_or(0, |(_, count)| *count);
+            self.metrics.ledger_backlog.with_label_values(&[status.as_str()]).set(count);
+        }
+        let paused = paused_campaigns(&self.store).await?;
+        let set = self.campaigns.current();
+        let mut by_state: BTreeMap<&str, i64> =
+            [("active", 0), ("paused", 0), ("disabled", 0)].into_iter().collect();
+        for campaign in &set.campaigns {
+            *by_state.entry(campaign_state(campaign, &paused)).or_default() += 1;
+        }
+        for (state, count) in &by_state {
+            self.metrics.campaigns.with_label_values(&[state]).set(*count);
+        }
+        let counts = self.store.member_counts().await?;
+        let members = counts.total;
+        self.metrics.members.set(counts.total);
+        self.metrics.members_unresolved.set(counts.unresolved);
+        let pending = backlog
+            .iter()
+            .find(|(status, _)| *status == SendStatus::Pending)
+            .map_or(0, |(_, count)| *count);
+        Ok(format!(
+            "listening on {}; {} active, {} paused campaigns; {members} members; {pending} \
+             pending sends",
+            self.listen, by_state["active"], by_state["paused"]
+        ))
+    }
+
+    /// Reloads campaign files; the old set keeps running if any file is broken.
+    fn reload(&self, why: &str) {
+        notify(&reload_states());
+        tracing::info!(why, dir = %self.config.campaigns_dir.display(), "Reloading campaigns.");
+        match load_campaigns(&self.config.campaigns_dir) {
+            Ok(campaigns) => {
+                let old = self.campaigns.current();
+                let diff = crate::campaign::diff(&old.campaigns, &campaigns);
+                tracing::info!(
+                    added = ?diff.added,
+                    changed = ?diff.changed,
+                    removed = ?diff.removed,
+                    total = campaigns.len(),
+                    "Campaigns reloaded."
+                );
+                self.campaigns.replace(CampaignSet { campaigns });
+                self.metrics.reloads.with_label_values(&["ok"]).inc();
+            }
+            Err(errors) => {
+                for error in &errors {
+                    tracing::error!("{error}");
+                }
+                tracing::error!(
+                    errors = errors.len(),
+                    "Campaign reload failed; the previous campaigns keep running."
+                );
+                self.metrics.reloads.with_label_values(&["error"]).inc();
+            }
+        }
+        notify(&[NotifyState::Ready]);
+    }
+}
+
+fn reload_states() -> Vec<NotifyState<'static>> {
+    let mut states = vec![NotifyState::Reloading];
+    if let Ok(monotonic) = NotifyState::monotonic_usec_now() {
+        states.push(monotonic);
+    }
+    states
+}
+
+const ALL_STATUSES: [SendStatus; 6] = [
+    SendStatus::Pending,
+    SendStatus::Claimed,
+    SendStatus::Sent,
+    SendStatus::Dead,
+    SendStatus::Holdout,
+    SendStatus::Skipped,
+];
+
+/// Runs the timing engine over one page of members.
+fn plan_page(
+    campaigns: &[&Campaign],
+    page: &[crate::store::StoredMember],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<NewSend> {
+    let _ = (campaigns, page, from, to);
+    Vec::new()
+}
+
+/// Upserts the member file, resolving each member's place; bad rows are reported
+/// (phones masked) and skipped.
+async fn import_members(
+    store: &Store,
+    geo: &Geo,
+    metrics: &Metrics,
+    path: &Path,
+) -> Result<(), Error> {
+    let rows = crate::members::read_file(path)?;
+    let (mut imported, mut bad) = (0usize, 0usize);
+    let mut batch = Vec::with_capacity(500);
+    for row in rows {
+        match row {
+            Ok(member) => {
+                let resolution = resolve(geo, metrics, &member);
+                batch.push((member, resolution));
+                if batch.len() == 500 {
+                    imported += store.upsert_resolved(&batch).await?.len();
+                    batch.clear();
+                }
+            }
+            Err(error) => {
+                bad += 1;
+                tracing::warn!("{}", mask_phones(&error.to_string()));
+            }
+        }
+    }
+    if !batch.is_empty() {
+        imported += store.upsert_resolved(&batch).await?.len();
+    }
+    tracing::info!(file = %path.display(), imported, bad, "Imported the member file.");
+    Ok(())
+}
+
+/// How the daemon was asked to run.
+#[derive(Debug)]
+pub struct Options {
+    /// The configuration.
+    pub config: Config,
+    /// Where it came from (for messages).
+    pub config_source: String,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; `Ok` after a graceful stop.
+pub async fn run(options: Options) -> Result<(), Error> {
+    let Options { config, config_source } = options;
+    // Signals first: SIGHUP's default action would kill us before we are ready.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(io("installing SIGTERM handler"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(io("installing SIGINT handler"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(io("installing SIGHUP handler"))?;
+
+    let clock: Arc<dyn Clock> = match &config.demo {
+        Some(demo) => {
+            tracing::info!(
+                start = %demo.start, speed = demo.speed,
+                "Demo clock: virtual time runs faster than real time."
+            );
+            Arc::new(ScaledClock::new(SystemClock, demo.start, demo.speed))
+        }
+        None => Arc::new(SystemClock),
+    };
+    let metrics = Arc::new(Metrics::new());
+    metrics.init_fixed_labels();
+    let geo: &'static Geo = if config.geo == crate::geo::GeoConfig::default() {
+        Geo::bundled()
+    } else {
+        // Built once and kept for the life of the process, like the bundled data.
+        Box::leak(Box::new(Geo::with_config(config.geo.clone())?))
+    };
+    tracing::info!(config = %config_source, database = %redact_url(&config.database), "Starting almanac.");
+    let store = Store::connect(&config.database).await?;
+    if let Some(file) = &config.members_file {
+        import_members(&store, geo, &metrics, file).await?;
+    }
+    let campaigns = Arc::new(LiveCampaigns::default());
+    match load_campaigns(&config.campaigns_dir) {
+        Ok(loaded) => {
+            tracing::info!(
+                dir = %config.campaigns_dir.display(), campaigns = loaded.len(),
+                "Campaigns loaded."
+            );
+            campaigns.replace(CampaignSet { campaigns: loaded });
+        }
+        Err(errors) => return Err(Error::Campaigns(errors.join("\n"))),
+    }
+    let admin_token = read_secret(&config.admin_token_env, &config.admin_token_credential)?;
+    if admin_token.is_none() {
+        tracing::warn!(
+            env = %config.admin_token_env,
+            "No admin token configured: the admin API answers 401 to every call."
+        );
+    }
+    let callback_token =
+        read_secret(&config.wechat_callback.token_env, &config.wechat_callback.token_credential)?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(io(format!("listening on {}", config.listen)))?;
+    let local = listener.local_addr().map_err(io("reading the listen address"))?;
+    tracing::info!(address = %local, "HTTP server listening (/metrics, /healthz, /readyz, /v1, /wechat/callback).");
+
+    let root = CancellationToken::new();
+    let http_cancel = root.child_token();
+    let dispatch_cancel = root.child_token();
+    let core = Arc::new(Core {
+        config: config.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        campaigns: campaigns.clone(),
+        listen: local,
+        planner: tokio::sync::Mutex::new(PlannerState::default()),
+        planner_cancel: root.child_token(),
+    });
+
+    let mut tasks = JoinSet::new();
+    let state = AppState {
+        metrics: metrics.clone(),
+        store: store.clone(),
+        campaigns: campaigns.clone(),
+        admin_token,
+        callback_token,
+        clock: clock.clone(),
+        geo,
+    };
+    let http_task = tasks.spawn(crate::http::serve(listener, state, http_cancel.clone()));
+    let _ = http_task;
+    let dispatcher = spawn_dispatcher(&core, dispatch_cancel.clone());
+
+    // The periodic work.
+    let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
+    scheduler
+        .add(repeated(config.planner.tick, core.clone(), |core| async move {
+            if let Err(error) = core.plan_tick().await {
+                tracing::error!(%error, "Planner tick failed; retrying next tick.");
+            }
+        })?)
+        .await?;
+    scheduler
+        .add(repeated(gauge_period(&config), core.clone(), |core| async move {
+            match core.refresh_gauges().await {
+                Ok(status) => notify(&[NotifyState::Status(&status)]),
+                Err(error) => tracing::warn!(%error, "Refreshing gauges failed."),
+            }
+        })?)
+        .await?;
+    scheduler
+        .add(repeated(Duration::from_secs(3600), core.clone(), |core| async move {
+            let retention = chrono::Duration::from_std(core.config.retention.ledger)
+                .unwrap_or(chrono::Duration::days(90));
+            match core.store.retention(core.clock.now() - retention).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "Ledger retention removed old rows."),
+                Err(error) => tracing::warn!(%error, "Ledger retention failed."),
+            }
+        })?)
+        .await?;
+    // First tick and gauges now, not one period from now.
+    if let Err(error) = core.plan_tick().await {
+        tracing::error!(%error, "Planner tick failed; retrying next tick.");
+    }
+    let status = core.refresh_gauges().await?;
+    scheduler.start().await?;
+
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let _watcher = watch_campaigns(&config.campaigns_dir, reload_tx)?;
+
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    tracing::info!("almanac is ready.");
+
+    let mut watchdog_usec = 0;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+    let mut watchdog_tick = tokio::time::interval(if watchdog {
+        Duration::from_micros(watchdog_usec / 2)
+    } else {
+        Duration::from_secs(3600)
+    });
+
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping."); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping."); break; }
+            _ = sighup.recv() => core.reload("SIGHUP"),
+            Some(()) = reload_rx.recv() => core.reload("campaign files changed"),
+            _ = watchdog_tick.tick(), if watchdog => notify(&[NotifyState::Watchdog]),
+            Some(result) = tasks.join_next() => {
+                // The HTTP server only returns on error before cancellation.
+                tracing::error!(?result, "The HTTP server stopped unexpectedly; stopping.");
+                break;
+            }
+        }
+    }
+
+    notify(&[NotifyState::Stopping]);
+    let grace = config.shutdown_grace;
+    let drain = async {
+        // 1. The producer first.
+        if let Err(error) = scheduler.shutdown().await {
+            tracing::warn!(%error, "Stopping the scheduler failed.");
+        }
+        core.planner_cancel.cancel();
+        let _ = core.planner.lock().await;
+        tracing::info!("Planner stopped.");
+        // 2. Stop claiming; finish or release in-flight pushes.
+        dispatch_cancel.cancel();
+        if let Err(error) = dispatcher.await {
+            tracing::error!(%error, "The dispatcher task failed.");
+        }
+        tracing::info!("Dispatcher stopped.");
+    };
+    tokio::select! {
+        result = tokio::time::timeout(grace, drain) => {
+            if result.is_err() {
+                tracing::warn!(grace = ?grace, "Grace period over; releasing what is still claimed.");
+            }
+        }
+        _ = sigterm.recv() => second_signal(),
+        _ = sigint.recv() => second_signal(),
+    }
+    // 3. The HTTP server last (metrics stay scrapeable while draining).
+    http_cancel.cancel();
+    root.cancel();
+    while tasks.join_next().await.is_some() {}
+    store.close().await;
+    tracing::info!("almanac stopped.");
+    Ok(())
+}
+
+fn second_signal() -> ! {
+    tracing::warn!("Second signal: exiting immediately.");
+    std::process::exit(1)
+}
+
+fn gauge_period(config: &Config) -> Duration {
+    if config.demo.is_some() { Duration::from_secs(1) } else { Duration::from_secs(10) }
+}
+
+/// A tokio-cron-scheduler job that runs `body(core)` every `period`.
+fn repeated<F, Fut>(
+    period: Duration,
+    core: Arc<Core>,
+    body: F,
+) -> Result<tokio_cron_scheduler::Job, tokio_cron_scheduler::JobSchedulerError>
+where
+    F: Fn(Arc<Core>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let body = Arc::new(body);
+    tokio_cron_scheduler::Job::new_repeated_async(period, move |_id, _scheduler| {
+        let core = core.clone();
+        let body = body.clone();
+        Box::pin(async move {
+            if !core.planner_cancel.is_cancelled() {
+                body(core).await;
+            }
+        })
+    })
+}
+
+fn spawn_dispatcher(core: &Arc<Core>, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let _ = core;
+    tokio::spawn(async move { cancel.cancelled().await })
+}
+
+/// Watches the campaigns directory; each debounced batch of changes to a
+/// `.toml` file asks for one reload.
+fn watch_campaigns(dir: &Path, reload: tokio::sync::mpsc::Sender<()>) -> Result<impl Drop, Error> {
+    use notify_debouncer_full::notify::RecursiveMode;
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(300),
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| {
+            let relevant = match result {
+                Ok(events) => events.iter().any(|event| {
+                    !event.kind.is_access() && event.paths.iter().any(|path| is_campaign_file(path))
+                }),
+                Err(_) => true,
+            };
+            if relevant {
+                // A full channel already holds a pending reload: that is enough.
+                let _ = reload.try_send(());
+            }
+        },
+    )
+    .map_err(|error| Error::Io { what: "watching campaigns".into(), source: to_io(error) })?;
+    debouncer.watch(dir, RecursiveMode::Recursive).map_err(|error| Error::Io {
+        what: format!("watching {}", dir.display()),
+        source: to_io(error),
+    })?;
+    Ok(debouncer)
+}
+
+fn is_campaign_file(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "toml")
+}
+
+fn to_io(error: notify_debouncer_full::notify::Error) -> std::io::Error {
+    std::io::Error::other(error.to_string())
+}
+
+/// The database URL without a password.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_are_masked() {
+        assert_eq!(
+            mask_phones("row 3: bad phone +8613812345678"),
+            "row 3: bad phone +861********78"
+        );
+        assert_eq!(mask_phones("row 12345"), "row 12345");
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite:almanac.db"), "sqlite:almanac.db");
+    }
+}

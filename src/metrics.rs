@@ -4,6 +4,8 @@
 //! configuration, outcomes and reasons are fixed vocabularies; never a member or a
 //! city.
 
+use prometheus::core::Collector;
+use prometheus::proto::MetricType;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -160,8 +162,7 @@ impl Metrics {
             "Rejected inbound requests by endpoint and reason.",
             &["endpoint", "reason"],
         );
-        let build_info =
-            gauge(&registry, "almanac_build_info", "Build information.", &["version"]);
+        let build_info = gauge(&registry, "almanac_build_info", "Build information.", &["version"]);
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         #[cfg(target_os = "linux")]
         registry
@@ -190,13 +191,79 @@ impl Metrics {
         }
     }
 
-    /// The text exposition of every series.
+    /// The text exposition of every series. Families that have no child yet (a
+    /// labelled counter nothing has touched) are still declared with `# HELP` and
+    /// `# TYPE`, so dashboards and alerts can rely on every name being exported.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
             .expect("text encoding never fails");
-        String::from_utf8(buffer).expect("exposition is UTF-8")
+        let mut text = String::from_utf8(buffer).expect("exposition is UTF-8");
+        for family in self.collectors().iter().flat_map(|collector| collector.collect()) {
+            if family.get_metric().is_empty() {
+                let kind = match family.get_field_type() {
+                    MetricType::COUNTER => "counter",
+                    MetricType::GAUGE => "gauge",
+                    MetricType::HISTOGRAM => "histogram",
+                    MetricType::SUMMARY => "summary",
+                    MetricType::UNTYPED => "untyped",
+                };
+                let name = family.name();
+                let help = family.help().replace('\\', "\\\\").replace('\n', "\\n");
+                text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            }
+        }
+        text
+    }
+
+    /// Starts the counters whose label values are a fixed vocabulary at zero, so
+    /// `increase()` sees their first event.
+    pub fn init_fixed_labels(&self) {
+        for result in ["ok", "error"] {
+            self.reloads.with_label_values(&[result]);
+        }
+    }
+
+    /// Starts the per-campaign push counters (every outcome) and the channel
+    /// latency histograms at zero for the campaigns and channels now configured.
+    pub fn init_campaign_labels<'a>(
+        &self,
+        campaigns: impl IntoIterator<Item = (&'a str, &'a str)>,
+        channels: impl IntoIterator<Item = &'a str>,
+    ) {
+        for (campaign, channel) in campaigns {
+            for outcome in ["sent", "retry", "dead", "skipped"] {
+                self.pushes.with_label_values(&[campaign, channel, outcome]);
+            }
+            self.planned.with_label_values(&[campaign]);
+        }
+        for channel in channels {
+            self.channel_latency.with_label_values(&[channel]);
+        }
+    }
+
+    fn collectors(&self) -> [&dyn Collector; 18] {
+        [
+            &self.pushes,
+            &self.channel_latency,
+            &self.fire_lateness,
+            &self.ledger_backlog,
+            &self.campaigns,
+            &self.reloads,
+            &self.members,
+            &self.members_unresolved,
+            &self.resolutions,
+            &self.planned,
+            &self.plan_skips,
+            &self.retries,
+            &self.dead_letters,
+            &self.rate_limit_waits,
+            &self.quota_deferrals,
+            &self.token_refreshes,
+            &self.rejected_requests,
+            &self.build_info,
+        ]
     }
 }
 
@@ -224,5 +291,17 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn untouched_families_are_declared() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        assert!(text.contains("# TYPE almanac_dead_letters_total counter\n"), "{text}");
+        assert!(!text.contains("almanac_dead_letters_total{"), "{text}");
+        metrics.dead_letters.with_label_values(&["log", "timeout"]).inc();
+        let text = metrics.render();
+        assert_eq!(text.matches("# TYPE almanac_dead_letters_total counter").count(), 1);
+        assert!(text.contains("almanac_dead_letters_total{channel=\"log\",reason=\"timeout\"} 1"));
     }
 }

@@ -1,12 +1,78 @@
-//! `almanac run`.
+//! `almanac run`: reads the configuration, sets up logging and the runtime, and
+//! hands over to [`crate::daemon::run`].
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, DemoConfig, LogFormat};
+use crate::daemon;
 
 /// Arguments of `almanac run`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Configuration file (default: the embedded default: SQLite `almanac.db`,
+    /// `campaigns/`, the sample members, the `log` channel, 127.0.0.1:9464).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Demo: a fresh ledger (`almanac-demo.db`) and a clock that starts on
+    /// 2027-08-01 and runs 100,000 times faster than real time.
+    #[arg(long)]
+    pub demo: bool,
+    /// With --demo: the virtual start instant.
+    #[arg(long, value_name = "RFC3339", requires = "demo", default_value = "2027-08-01T00:00:00Z")]
+    pub demo_start: DateTime<Utc>,
+    /// With --demo: how many times faster than real time.
+    #[arg(long, value_name = "FACTOR", requires = "demo", default_value_t = 100_000.0)]
+    pub demo_speed: f64,
+}
 
 /// Runs `almanac run`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("almanac run is not built yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (mut config, source) = match &args.config {
+        Some(path) => (Config::load(path)?, path.display().to_string()),
+        None => (Config::embedded_default(), "embedded default".to_owned()),
+    };
+    if args.demo {
+        demo(&mut config, &args)?;
+    }
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(daemon::run(daemon::Options { config, config_source: source }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo overrides: a fresh SQLite ledger, the scaled clock, a one-second
+/// planner tick over a three-day (virtual) horizon.
+fn demo(config: &mut Config, args: &Args) -> anyhow::Result<()> {
+    if args.config.is_none() {
+        let path = "almanac-demo.db";
+        for file in [path.to_owned(), format!("{path}-wal"), format!("{path}-shm")] {
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => anyhow::bail!("removing the previous demo ledger {file}: {error}"),
+            }
+        }
+        config.database = format!("sqlite:{path}");
+    }
+    config.demo = Some(DemoConfig { start: args.demo_start, speed: args.demo_speed.max(1.0) });
+    config.planner.tick = std::time::Duration::from_secs(1);
+    config.planner.horizon = std::time::Duration::from_secs(3 * 86_400);
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn,sqlx=warn")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Plain if std::io::stderr().is_terminal() => builder.with_target(false).init(),
+        // journald stamps every line itself.
+        LogFormat::Plain => builder.with_target(false).with_ansi(false).without_time().init(),
+    }
 }

@@ -1,2 +1,127 @@
-//! HTTP: `/metrics`, `/healthz`, `/readyz`, the admin API under `/v1`, and the
-//! WeChat server callback. Built by issue 7.
+//! HTTP: `/metrics`, `/healthz`, `/readyz`, the admin API under `/v1` (bearer
+//! token, see [`admin`]), and the WeChat server callback ([`wechat`]). One axum
+//! router on one listener (loopback by default), stopped by the daemon's
+//! cancellation token after everything else has drained.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Secret;
+use crate::daemon::LiveCampaigns;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub mod admin;
+pub mod wechat;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// The store.
+    pub store: Store,
+    /// The campaigns currently running.
+    pub campaigns: Arc<LiveCampaigns>,
+    /// The admin bearer token; `None` disables the admin API (every call 401).
+    pub admin_token: Option<Secret>,
+    /// The WeChat callback token; `None` disables the callback (503).
+    pub callback_token: Option<Secret>,
+    /// The daemon's clock.
+    pub clock: Arc<dyn Clock>,
+    /// Place knowledge, with the `[geo]` settings applied.
+    pub geo: &'static crate::geo::Geo,
+}
+
+impl AppState {
+    /// Applies a callback event to the member with this openid; `Ok(false)` when
+    /// no member has it.
+    pub async fn apply_callback(
+        &self,
+        openid: &str,
+        action: wechat::Action,
+        at: DateTime<Utc>,
+    ) -> crate::store::Result<bool> {
+        let Some(member_id) = self.store.member_id_by_openid(openid).await? else {
+            return Ok(false);
+        };
+        match action {
+            wechat::Action::OptOut => {
+                self.store.opt_out(member_id, at).await?;
+                tracing::info!(member_id, "Member unsubscribed on WeChat; opted out.");
+            }
+            wechat::Action::OptIn => {
+                self.store.opt_in(member_id).await?;
+                self.store.touch_interaction(member_id, at).await?;
+                tracing::info!(member_id, "Member subscribed on WeChat; opted back in.");
+            }
+            wechat::Action::Interaction => self.store.touch_interaction(member_id, at).await?,
+        }
+        Ok(true)
+    }
+}
+
+/// The router with every endpoint.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/wechat/callback", get(wechat::verify_url).post(wechat::event))
+        .nest("/v1", admin::router(state.clone()))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `cancel` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(cancel.cancelled_owned()).await
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+        .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.campaigns.is_loaded() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "campaigns not loaded\n").into_response();
+    }
+    match state.store.backlog().await {
+        Ok(_) => "ready\n".into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unreachable: {error}\n"))
+            .into_response(),
+    }
+}
+
+/// Compares two secrets in time independent of where they differ and of their
+/// lengths (both are hashed first).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"token", b"token"));
+        assert!(!constant_time_eq(b"token", b"tokem"));
+        assert!(!constant_time_eq(b"token", b"token2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -288,6 +288,10 @@ pub struct HistoryEntry {
     pub member_id: i64,
     /// Due instant.
     pub due_at: DateTime<Utc>,
+    /// Occurrence key (the planner skips occurrences already recorded).
+    pub occurrence: String,
+    /// A control-group row (counts for `per_member`, not for the global cap).
+    pub holdout: bool,
 }
 
 /// Member totals.
@@ -684,8 +688,16 @@ impl Store {
         rows.into_iter().map(|(status, count)| Ok((status.parse::<SendStatus>()?, count))).collect()
     }
 
-    /// Sent, pending and claimed rows of these members due at or after `since`
-    /// (frequency caps).
+    /// Row counts by campaign and status (admin API).
+    pub async fn campaign_backlog(&self) -> Result<Vec<(String, SendStatus, i64)>> {
+        let rows = dispatch!(self, |pool, backend| backend::campaign_backlog(pool).await?);
+        rows.into_iter()
+            .map(|(campaign, status, count)| Ok((campaign, status.parse::<SendStatus>()?, count)))
+            .collect()
+    }
+
+    /// Sent, pending, claimed and holdout rows of these members due at or after
+    /// `since` (frequency caps, occurrences already recorded).
     pub async fn send_history(
         &self,
         member_ids: &[i64],

@@ -449,8 +449,9 @@ pub(super) async fn claim_due(
     let rows = sqlx::query(
         "WITH picked AS ( \
            SELECT id FROM sends \
-           WHERE (status = 'pending' AND due_at <= $3 AND next_attempt_at <= $3) \
-              OR (status = 'claimed' AND lease_expires_at < $3) \
+           WHERE ((status = 'pending' AND due_at <= $3 AND next_attempt_at <= $3) \
+              OR (status = 'claimed' AND lease_expires_at < $3)) \
+           AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
            ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
          UPDATE sends s SET \
            status = CASE WHEN m.opted_out_at IS NULL THEN 'claimed' ELSE 'skipped' END, \
@@ -556,14 +557,24 @@ pub(super) async fn backlog(pool: &PgPool) -> Result<Vec<(String, i64)>> {
     rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
 
+pub(super) async fn campaign_backlog(pool: &PgPool) -> Result<Vec<(String, String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT campaign_id, status, COUNT(*) FROM sends GROUP BY campaign_id, status \
+         ORDER BY campaign_id, status",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+}
+
 pub(super) async fn send_history(
     pool: &PgPool,
     member_ids: &[i64],
     since: DateTime<Utc>,
 ) -> Result<Vec<HistoryEntry>> {
     let rows = sqlx::query(
-        "SELECT campaign_id, member_id, due_at FROM sends \
-         WHERE status IN ('sent', 'pending', 'claimed') AND due_at >= $1 \
+        "SELECT campaign_id, member_id, due_at, occurrence, status FROM sends \
+         WHERE status IN ('sent', 'pending', 'claimed', 'holdout') AND due_at >= $1 \
            AND member_id = ANY($2) ORDER BY member_id, due_at",
     )
     .bind(since)
@@ -576,6 +587,8 @@ pub(super) async fn send_history(
                 campaign_id: row.try_get(0)?,
                 member_id: row.try_get(1)?,
                 due_at: row.try_get(2)?,
+                occurrence: row.try_get(3)?,
+                holdout: row.try_get::<&str, _>(4)? == "holdout",
             })
         })
         .collect()

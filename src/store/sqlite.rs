@@ -415,10 +415,12 @@ pub(super) async fn claim_due(
            SELECT id FROM ( \
              SELECT id, due_at FROM (SELECT id, due_at FROM sends \
                WHERE status = 'pending' AND due_at <= ?3 AND next_attempt_at <= ?3 \
+                 AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
                ORDER BY due_at LIMIT ?4) \
              UNION ALL \
              SELECT id, due_at FROM (SELECT id, due_at FROM sends \
                WHERE status = 'claimed' AND lease_expires_at < ?3 \
+                 AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
                ORDER BY due_at LIMIT ?4) \
            ) ORDER BY due_at LIMIT ?4) \
          RETURNING id, campaign_id, occurrence, member_id, due_at, channel, lang, variant, text, \
@@ -507,6 +509,16 @@ pub(super) async fn backlog(pool: &SqlitePool) -> Result<Vec<(String, i64)>> {
     rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
 
+pub(super) async fn campaign_backlog(pool: &SqlitePool) -> Result<Vec<(String, String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT campaign_id, status, COUNT(*) FROM sends GROUP BY campaign_id, status \
+         ORDER BY campaign_id, status",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+}
+
 pub(super) async fn send_history(
     pool: &SqlitePool,
     member_ids: &[i64],
@@ -515,8 +527,8 @@ pub(super) async fn send_history(
     let mut out = Vec::new();
     for chunk in member_ids.chunks(rows_per_statement(1)) {
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT campaign_id, member_id, due_at FROM sends \
-             WHERE status IN ('sent', 'pending', 'claimed') AND due_at >= ",
+            "SELECT campaign_id, member_id, due_at, occurrence, status FROM sends \
+             WHERE status IN ('sent', 'pending', 'claimed', 'holdout') AND due_at >= ",
         );
         query.push_bind(micros(since)).push(" AND member_id IN (");
         let mut list = query.separated(", ");
@@ -529,6 +541,8 @@ pub(super) async fn send_history(
                 campaign_id: row.try_get(0)?,
                 member_id: row.try_get(1)?,
                 due_at: instant(row.try_get(2)?, "sends")?,
+                occurrence: row.try_get(3)?,
+                holdout: row.try_get::<&str, _>(4)? == "holdout",
             });
         }
     }
