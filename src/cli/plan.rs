@@ -134,9 +134,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Loads campaign files and directories; diagnostics go to stderr, errors fail.
 pub(crate) fn load_campaigns(paths: &[PathBuf]) -> anyhow::Result<Vec<Campaign>> {
-    // The campaign loader lands with the campaign-language work.
-    let _ = campaign::TEMPLATE_FIELDS;
-    anyhow::bail!("cannot load {}: the campaign loader is not merged yet", display_paths(paths))
+    let report = campaign::load_paths(paths, None);
+    if !report.diagnostics.is_empty() {
+        eprint!("{}", report.render(campaign::Format::Human));
+    }
+    if report.has_errors() {
+        anyhow::bail!("campaign files have errors (see above); run `almanac check`");
+    }
+    if report.campaigns.is_empty() {
+        anyhow::bail!("no campaign found in {}", display_paths(paths));
+    }
+    Ok(report.campaigns)
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {

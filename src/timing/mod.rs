@@ -78,7 +78,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::campaign::{Bound, Campaign, ClimateMetric, Crossing, Trigger, Unresolved};
-use crate::geo::{City, CityId, Geo, Place};
+use crate::geo::{City, CityId, CityLookupError, Geo, Place, name_key};
 use crate::members::Member;
 
 /// Errors compiling a campaign set.
@@ -902,7 +902,7 @@ fn province_key(name: &str) -> String {
             break;
         }
     }
-    key
+    name_key(&key)
 }
 
 fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
@@ -981,13 +981,28 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
     if !campaign.audience.cities.is_empty() {
         let mut cities = HashSet::new();
         for name in &campaign.audience.cities {
-            let city = geo.find_city(name, None).map_err(|source| Error::UnknownCity {
-                campaign: campaign.id.clone(),
-                what: "audience.cities",
-                name: name.clone(),
-                source,
-            })?;
-            cities.insert(city);
+            match geo.lookup_city(name, None) {
+                Ok((city, _)) => {
+                    cities.insert(city);
+                }
+                // A name several cities share matches members of any of them.
+                Err(CityLookupError::Ambiguous { .. }) => {
+                    let key = name_key(name);
+                    cities.extend(geo.cities().filter_map(|(id, city)| {
+                        let zh = city.name_zh.as_deref().map(name_key);
+                        (name_key(&city.name) == key || zh.as_deref() == Some(key.as_str()))
+                            .then_some(id)
+                    }));
+                }
+                Err(error) => {
+                    return Err(Error::UnknownCity {
+                        campaign: campaign.id.clone(),
+                        what: "audience.cities",
+                        name: name.clone(),
+                        source: crate::geo::ResolveError::Unresolved(vec![error.to_string()]),
+                    });
+                }
+            }
         }
         compiled.cities = Some(cities);
     }
