@@ -1184,3 +1184,45 @@ mod duration_text {
         parse(&text).map_err(D::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_cap_reads_from_the_daemon_config() {
+        let cap: GlobalCap = toml::from_str("max = 2\nper = \"7d\"").unwrap();
+        assert_eq!(cap, GlobalCap { max: 2, per: Duration::days(7) });
+        let unknown = toml::from_str::<GlobalCap>("max = 2\nper = \"7d\"\nburst = 1").unwrap_err();
+        assert!(unknown.to_string().contains("unknown field `burst`"), "{unknown}");
+        let unit = toml::from_str::<GlobalCap>("max = 2\nper = \"7y\"").unwrap_err();
+        assert!(unit.to_string().contains("unknown duration unit"), "{unit}");
+        assert_eq!(parse_duration("36h"), Ok(Duration::hours(36)));
+        assert!(parse_duration("0d").is_err());
+    }
+
+    #[test]
+    fn rolling_cap_counts_every_period_containing_the_new_push() {
+        let t = |h: i64| DateTime::<Utc>::UNIX_EPOCH + Duration::hours(h);
+        let cap = GlobalCap { max: 2, per: Duration::hours(24) };
+        assert!(fits(&[t(0)], t(10), cap));
+        assert!(!fits(&[t(0), t(5)], t(10), cap));
+        // 0 and 30 are 30 h apart; 20 shares a day with each of them, but only with one at a time.
+        assert!(fits(&[t(0), t(30)], t(20), cap));
+        assert!(!fits(&[t(0), t(20), t(30)], t(25), cap));
+        assert!(fits(&[t(0), t(5)], t(24), cap));
+    }
+
+    #[test]
+    fn haversine_harbin_to_guangzhou() {
+        let km = haversine_km(45.75, 126.65, 23.1167, 113.25);
+        assert!((km - 2800.0).abs() < 60.0, "{km}");
+    }
+
+    #[test]
+    fn province_names_match_in_either_language() {
+        assert_eq!(province_key("黑龙江省"), province_key("黑龙江"));
+        assert_eq!(province_key("Guangdong Province"), province_key("guangdong"));
+        assert_eq!(province_key("广西壮族自治区"), province_key("广西"));
+    }
+}
