@@ -99,7 +99,8 @@ impl LiveCampaigns {
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
-    fn replace(&self, set: CampaignSet) {
+    /// Swaps in a new set (start, reload) and marks the daemon loaded.
+    pub fn replace(&self, set: CampaignSet) {
         *self.current.write().expect("campaign set lock") = Arc::new(set);
         self.loaded.store(true, Ordering::Release);
     }
