@@ -1,14 +1,24 @@
 //! Member records and member files (CSV / JSONL): the shape a CRM feeds in, shared
 //! by `almanac members import`, the admin API, and `plan`/`simulate --members`.
 //!
-//! CONTRACT (skeleton; the storage work, issue 5, fills in the reader and keeps
-//! these signatures).
+//! Files are streamed line by line: one member per line (CSV fields may be
+//! quoted and contain commas and doubled quotes, but not line breaks), so a bad
+//! row never hides the rows after it. Every bad row comes back as a [`RowError`]
+//! with its 1-based row number and the reason; the caller imports the rest.
+//! [`import`] upserts a stream of rows in batches (resolving each member's place
+//! as it goes), [`export`] writes members back out in either format.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::geo::{Geo, Place};
+use crate::store::{Resolution, Store, UpsertKind};
 
 /// One member as the CRM describes it. `external_id` is the CRM's key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -83,20 +93,545 @@ pub enum Error {
     /// Neither `.csv` nor `.jsonl`/`.ndjson`.
     #[error("{0}: unknown member file format (expected .csv, .jsonl or .ndjson)")]
     Format(String),
+    /// The CSV header is unusable.
+    #[error("{path}: line 1 (header): {reason}")]
+    Header {
+        /// File path.
+        path: String,
+        /// What was wrong and what was expected.
+        reason: String,
+    },
+    /// The database failed during an import or export.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// Writing an export failed.
+    #[error("writing the export: {0}")]
+    Write(String),
+}
+
+/// Largest accepted field (bytes).
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// Longest line kept in memory; longer ones are skipped to their end unread.
+const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Member file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl Format {
+    /// The format a file name's extension says, if any.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
 }
 
 /// Streams a member file (format by extension), yielding each row or its error.
 pub fn read_file(
-    _path: &Path,
+    path: &Path,
 ) -> Result<Box<dyn Iterator<Item = Result<Member, RowError>> + Send>, Error> {
-    todo!("issue 5")
+    let name = path.display().to_string();
+    let format = Format::from_path(path).ok_or_else(|| Error::Format(name.clone()))?;
+    let file = File::open(path).map_err(|source| Error::Io { path: name.clone(), source })?;
+    read(BufReader::new(file), format, &name)
+}
+
+/// Streams members from any reader in the given format; `name` labels errors.
+pub fn read<R: Read + Send + 'static>(
+    reader: R,
+    format: Format,
+    name: &str,
+) -> Result<Box<dyn Iterator<Item = Result<Member, RowError>> + Send>, Error> {
+    let mut lines = Lines { inner: BufReader::new(reader), line: 0 };
+    let kind = match format {
+        Format::Jsonl => Kind::Jsonl,
+        Format::Csv => {
+            let header_error = |reason: String| Error::Header { path: name.to_string(), reason };
+            let header = match lines.next_line() {
+                None => return Err(header_error("empty file: expected a header row".into())),
+                Some(Err(source)) => return Err(Error::Io { path: name.to_string(), source }),
+                Some(Ok(Line::TooLong(_))) => {
+                    return Err(header_error("header is too long".into()));
+                }
+                Some(Ok(Line::Text(bytes))) => bytes,
+            };
+            let text = String::from_utf8(header)
+                .map_err(|_| header_error("header is not valid UTF-8".into()))?;
+            let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+            let fields = split_csv_line(text).map_err(header_error)?;
+            Kind::Csv(parse_header(&fields).map_err(header_error)?)
+        }
+    };
+    Ok(Box::new(Rows { name: name.to_string(), lines, kind, seen: HashMap::new() }))
+}
+
+/// A line as read: its bytes, or only its length when over [`MAX_LINE_BYTES`].
+enum Line {
+    Text(Vec<u8>),
+    TooLong(usize),
+}
+
+/// Splits input into lines without ever holding more than [`MAX_LINE_BYTES`].
+struct Lines<R> {
+    inner: BufReader<R>,
+    line: u64,
+}
+
+impl<R: Read> Lines<R> {
+    fn next_line(&mut self) -> Option<std::io::Result<Line>> {
+        let mut buffer = Vec::new();
+        let mut length = 0usize;
+        let mut any = false;
+        loop {
+            let available = match self.inner.fill_buf() {
+                Ok(available) => available,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Some(Err(error)),
+            };
+            if available.is_empty() {
+                break;
+            }
+            any = true;
+            let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(end) => (&available[..end], true),
+                None => (available, false),
+            };
+            length += chunk.len();
+            if length <= MAX_LINE_BYTES {
+                buffer.extend_from_slice(chunk);
+            } else {
+                buffer = Vec::new();
+            }
+            let consumed = chunk.len() + usize::from(done);
+            self.inner.consume(consumed);
+            if done {
+                break;
+            }
+        }
+        if !any {
+            return None;
+        }
+        self.line += 1;
+        if length > MAX_LINE_BYTES {
+            return Some(Ok(Line::TooLong(length)));
+        }
+        if buffer.last() == Some(&b'\r') {
+            buffer.pop();
+        }
+        Some(Ok(Line::Text(buffer)))
+    }
+}
+
+/// A CSV column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Column {
+    ExternalId,
+    Openid,
+    Name,
+    Phone,
+    City,
+    Province,
+    Lat,
+    Lon,
+    Ip,
+    Lang,
+    Tags,
+    Attrs,
+    OptedOutAt,
+    LastInteractionAt,
+    Attr(String),
+}
+
+const COLUMN_NAMES: &str = "external_id, openid, name, phone, city, province, lat, lon, ip, \
+    lang, tags, attrs, opted_out_at, last_interaction_at, attr.<key>";
+
+fn parse_header(fields: &[String]) -> Result<Vec<Column>, String> {
+    let mut columns = Vec::with_capacity(fields.len());
+    for field in fields {
+        let name = field.trim();
+        let column = match name {
+            "external_id" => Column::ExternalId,
+            "openid" => Column::Openid,
+            "name" => Column::Name,
+            "phone" => Column::Phone,
+            "city" => Column::City,
+            "province" => Column::Province,
+            "lat" => Column::Lat,
+            "lon" => Column::Lon,
+            "ip" => Column::Ip,
+            "lang" => Column::Lang,
+            "tags" => Column::Tags,
+            "attrs" => Column::Attrs,
+            "opted_out_at" => Column::OptedOutAt,
+            "last_interaction_at" => Column::LastInteractionAt,
+            other => match other.strip_prefix("attr.") {
+                Some(key) if !key.is_empty() => Column::Attr(key.to_string()),
+                _ => {
+                    let closest = COLUMN_NAMES
+                        .split(", ")
+                        .max_by(|a, b| {
+                            strsim::jaro_winkler(a, other)
+                                .total_cmp(&strsim::jaro_winkler(b, other))
+                        })
+                        .unwrap_or("external_id");
+                    return Err(format!(
+                        "unknown column {other:?} (did you mean {closest:?}? expected {COLUMN_NAMES})"
+                    ));
+                }
+            },
+        };
+        if columns.contains(&column) {
+            return Err(format!("column {name:?} appears twice"));
+        }
+        columns.push(column);
+    }
+    if !columns.contains(&Column::ExternalId) {
+        return Err(format!("no external_id column (columns: {COLUMN_NAMES})"));
+    }
+    Ok(columns)
+}
+
+/// Splits one CSV line (RFC 4180 quoting, no line breaks inside fields).
+fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        let number = fields.len() + 1;
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => {
+                        return Err(format!(
+                            "broken CSV quoting: field {number} opens a quote that is never \
+                             closed (fields may not span lines)"
+                        ));
+                    }
+                    Some('"') => match chars.peek() {
+                        Some('"') => {
+                            chars.next();
+                            field.push('"');
+                        }
+                        None | Some(',') => break,
+                        Some(other) => {
+                            return Err(format!(
+                                "broken CSV quoting: field {number} has {other:?} after its \
+                                 closing quote (write a quote inside a quoted field as \"\")"
+                            ));
+                        }
+                    },
+                    Some(c) => field.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '"' {
+                    return Err(format!(
+                        "broken CSV quoting: field {number} has a quote but does not start with \
+                         one (quote the whole field and double inner quotes)"
+                    ));
+                }
+                field.push(c);
+                chars.next();
+            }
+        }
+        fields.push(field);
+        match chars.next() {
+            None => return Ok(fields),
+            Some(',') => {}
+            Some(other) => return Err(format!("unexpected {other:?} after field {number}")),
+        }
+    }
+}
+
+enum Kind {
+    Csv(Vec<Column>),
+    Jsonl,
+}
+
+struct Rows<R> {
+    name: String,
+    lines: Lines<R>,
+    kind: Kind,
+    /// External id → first row, for duplicate detection.
+    seen: HashMap<String, u64>,
+}
+
+impl<R: Read> Iterator for Rows<R> {
+    type Item = Result<Member, RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = match self.lines.next_line()? {
+                Ok(line) => line,
+                Err(error) => {
+                    // An I/O error ends the stream after reporting it.
+                    let row = self.row_number() + 1;
+                    self.lines.line = u64::MAX - 1;
+                    return Some(Err(self.error(row, format!("read error: {error}"))));
+                }
+            };
+            let row = self.row_number();
+            let bytes = match line {
+                Line::TooLong(length) => {
+                    return Some(Err(self.error(
+                        row,
+                        format!(
+                            "oversize field: the row is {length} bytes; fields are limited to \
+                             {} KiB",
+                            MAX_FIELD_BYTES / 1024
+                        ),
+                    )));
+                }
+                Line::Text(bytes) => bytes,
+            };
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let parsed = match &self.kind {
+                Kind::Csv(columns) => std::str::from_utf8(&bytes)
+                    .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to() + 1))
+                    .and_then(|text| csv_member(columns, text)),
+                Kind::Jsonl => json_member(&bytes),
+            };
+            let member = match parsed.and_then(validate) {
+                Ok(member) => member,
+                Err(reason) => return Some(Err(self.error(row, reason))),
+            };
+            if let Some(first) = self.seen.get(&member.external_id) {
+                let reason = format!(
+                    "duplicate external_id {:?} (first at row {first})",
+                    member.external_id
+                );
+                return Some(Err(self.error(row, reason)));
+            }
+            self.seen.insert(member.external_id.clone(), row);
+            return Some(Ok(member));
+        }
+    }
+}
+
+impl<R> Rows<R> {
+    /// Data row number of the last line read (the CSV header is not a row).
+    fn row_number(&self) -> u64 {
+        match self.kind {
+            Kind::Csv(_) => self.lines.line.saturating_sub(1),
+            Kind::Jsonl => self.lines.line,
+        }
+    }
+
+    fn error(&self, row: u64, reason: String) -> RowError {
+        RowError { file: self.name.clone(), row, reason }
+    }
+}
+
+fn csv_member(columns: &[Column], line: &str) -> Result<Member, String> {
+    let fields = split_csv_line(line)?;
+    if fields.len() != columns.len() {
+        return Err(format!("expected {} fields, found {}", columns.len(), fields.len()));
+    }
+    let mut member = Member::default();
+    for (column, raw) in columns.iter().zip(fields) {
+        let value = raw.trim();
+        if value.is_empty() {
+            continue;
+        }
+        let text = || Some(value.to_string());
+        match column {
+            Column::ExternalId => member.external_id = value.to_string(),
+            Column::Openid => member.openid = text(),
+            Column::Name => member.name = text(),
+            Column::Phone => member.phone = text(),
+            Column::City => member.city = text(),
+            Column::Province => member.province = text(),
+            Column::Lat => member.lat = Some(number("lat", value)?),
+            Column::Lon => member.lon = Some(number("lon", value)?),
+            Column::Ip => member.ip = text(),
+            Column::Lang => member.lang = text(),
+            Column::Tags => {
+                member.tags = value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|tag| !tag.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            Column::Attrs => {
+                let attrs: BTreeMap<String, String> = serde_json::from_str(value).map_err(|e| {
+                    format!(
+                        "attrs: expected a JSON object of strings like {{\"tier\":\"gold\"}}: {e}"
+                    )
+                })?;
+                member.attrs.extend(attrs);
+            }
+            Column::OptedOutAt => member.opted_out_at = Some(instant("opted_out_at", value)?),
+            Column::LastInteractionAt => {
+                member.last_interaction_at = Some(instant("last_interaction_at", value)?);
+            }
+            Column::Attr(key) => {
+                member.attrs.insert(key.clone(), value.to_string());
+            }
+        }
+    }
+    Ok(member)
+}
+
+fn number(column: &str, value: &str) -> Result<f64, String> {
+    value.parse::<f64>().map_err(|_| format!("bad coordinates: {column} {value:?} is not a number"))
+}
+
+fn instant(column: &str, value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value).map(|at| at.with_timezone(&Utc)).map_err(|_| {
+        format!(
+            "{column}: expected an RFC 3339 instant like 2027-09-14T10:00:00+08:00, found {value:?}"
+        )
+    })
+}
+
+fn json_member(line: &[u8]) -> Result<Member, String> {
+    serde_json::from_slice::<Member>(line).map_err(|error| {
+        let kind = match error.classify() {
+            serde_json::error::Category::Data => "wrong JSON type or field",
+            _ => "broken JSON",
+        };
+        format!("{kind}: {error}")
+    })
+}
+
+/// Checks and normalizes a member read from a file.
+fn validate(mut member: Member) -> Result<Member, String> {
+    member.external_id = member.external_id.trim().to_string();
+    if member.external_id.is_empty() {
+        return Err("external_id is empty (every member needs the CRM's id)".into());
+    }
+    let sizes = [
+        ("external_id", Some(&member.external_id)),
+        ("openid", member.openid.as_ref()),
+        ("name", member.name.as_ref()),
+        ("phone", member.phone.as_ref()),
+        ("city", member.city.as_ref()),
+        ("province", member.province.as_ref()),
+        ("ip", member.ip.as_ref()),
+        ("lang", member.lang.as_ref()),
+    ];
+    for (field, value) in sizes {
+        if let Some(value) = value {
+            check_size(field, value)?;
+        }
+    }
+    for tag in &member.tags {
+        check_size("tags", tag)?;
+    }
+    for (key, value) in &member.attrs {
+        check_size(&format!("attrs.{key}"), key)?;
+        check_size(&format!("attrs.{key}"), value)?;
+    }
+    if let Some(phone) = &member.phone {
+        member.phone = Some(normalize_phone(phone)?);
+    }
+    match (member.lat, member.lon) {
+        (None, None) => {}
+        (Some(lat), Some(lon)) => {
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                return Err(format!(
+                    "bad coordinates: ({lat}, {lon}) is outside lat -90..90, lon -180..180"
+                ));
+            }
+        }
+        _ => return Err("bad coordinates: give both lat and lon, or neither".into()),
+    }
+    Ok(member)
+}
+
+fn check_size(field: &str, value: &str) -> Result<(), String> {
+    if value.len() > MAX_FIELD_BYTES {
+        return Err(format!(
+            "oversize field: {field} is {} bytes; fields are limited to {} KiB",
+            value.len(),
+            MAX_FIELD_BYTES / 1024
+        ));
+    }
+    Ok(())
+}
+
+/// Normalizes a phone number to E.164 (`+8613904511234`). Accepts `+86`, `0086`,
+/// a bare 11-digit Chinese mobile number, a Chinese landline with its `0` area
+/// code, and spaces, dashes, dots and parentheses as separators.
+pub fn normalize_phone(raw: &str) -> Result<String, String> {
+    let expected = "expected a Chinese mobile number like 139 0451 1234, a landline with \
+                    its area code like 0451-8765 4321, or an international number with + or 00";
+    let trimmed = raw.trim();
+    let mut digits = String::with_capacity(trimmed.len());
+    let mut plus = false;
+    for c in trimmed.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            '+' if digits.is_empty() && !plus => plus = true,
+            ' ' | '-' | '.' | '(' | ')' => {}
+            other => return Err(format!("bad phone {raw:?}: unexpected {other:?}; {expected}")),
+        }
+    }
+    let international = if plus {
+        digits
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        rest.to_string()
+    } else if digits.len() == 11 && digits.starts_with('1') {
+        format!("86{digits}")
+    } else if let Some(national) = digits.strip_prefix('0') {
+        format!("86{national}")
+    } else {
+        return Err(format!("bad phone {raw:?}: {expected}"));
+    };
+    // `+86 0451 …`: drop the domestic trunk prefix.
+    let international = match international.strip_prefix("860") {
+        Some(rest) => format!("86{rest}"),
+        None => international,
+    };
+    if international.starts_with('0') || !(8..=15).contains(&international.len()) {
+        return Err(format!("bad phone {raw:?}: not a valid international number; {expected}"));
+    }
+    if let Some(national) = international.strip_prefix("86") {
+        // Mobiles are 1[3-9] and 11 digits; landlines an area code (10 for
+        // Beijing, otherwise 2x or 3xx-9xx) and 9 to 11 digits in all.
+        let valid = match national.as_bytes() {
+            [b'1', b'3'..=b'9', ..] => national.len() == 11,
+            [b'1', b'0', ..] => national.len() == 10,
+            [b'1', ..] => false,
+            _ => (9..=11).contains(&national.len()),
+        };
+        if !valid {
+            return Err(format!("bad phone {raw:?}: not a valid Chinese number; {expected}"));
+        }
+    }
+    Ok(format!("+{international}"))
+}
+
+/// A phone number fit for logs: `+86139****1234`.
+pub fn mask_phone(phone: &str) -> String {
+    let chars: Vec<char> = phone.chars().collect();
+    if chars.len() <= 10 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..6].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 10))
 }
 
 /// Resolves a member's hints with the bundled place knowledge; the reason on failure.
-pub fn resolve_with_geo(
-    geo: &crate::geo::Geo,
-    member: &Member,
-) -> Result<crate::geo::Place, String> {
+pub fn resolve_with_geo(geo: &Geo, member: &Member) -> Result<Place, String> {
     let hints = crate::geo::LocationHints {
         city: member.city.as_deref(),
         province: member.province.as_deref(),
@@ -105,4 +640,248 @@ pub fn resolve_with_geo(
         ip: member.ip.as_deref(),
     };
     geo.resolve(&hints).map_err(|error| error.to_string())
+}
+
+/// Turns a member into a place, or says why not.
+pub type Resolver = Arc<dyn Fn(&Member) -> Result<Place, String> + Send + Sync>;
+
+/// The resolver backed by the bundled place knowledge, and its data version.
+pub fn geo_resolver(geo: &'static Geo) -> (Resolver, String) {
+    (Arc::new(move |member: &Member| resolve_with_geo(geo, member)), geo.data_version().to_string())
+}
+
+/// Counts from an import.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Rows read (good and bad).
+    pub read: u64,
+    /// New members.
+    pub inserted: u64,
+    /// Existing members that changed.
+    pub updated: u64,
+    /// Existing members, identical.
+    pub unchanged: u64,
+    /// Bad rows (reported, not imported).
+    pub rejected: u64,
+}
+
+/// Default rows per import batch.
+pub const DEFAULT_BATCH: usize = 2000;
+
+/// What one batch from the reading thread carries.
+struct Batch {
+    rows: Vec<(Member, Resolution)>,
+    errors: Vec<RowError>,
+}
+
+/// Imports a stream of rows: reads and resolves on a thread of its own while
+/// the previous batch is written, upserts by external id in batches of `batch`
+/// rows, hands each bad row to `on_error` (in file order), and calls
+/// `on_progress` after every batch. Re-importing the same rows changes nothing.
+pub async fn import(
+    store: &Store,
+    rows: Box<dyn Iterator<Item = Result<Member, RowError>> + Send>,
+    resolver: Resolver,
+    data_version: &str,
+    batch: usize,
+    on_error: &mut (dyn FnMut(&RowError) + Send),
+    on_progress: &mut (dyn FnMut(&ImportSummary) + Send),
+) -> Result<ImportSummary, Error> {
+    let batch = batch.max(1);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Batch>(2);
+    let version = data_version.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut current = Batch { rows: Vec::with_capacity(batch), errors: Vec::new() };
+        for row in rows {
+            match row {
+                Ok(member) => {
+                    let resolution = match resolver(&member) {
+                        Ok(place) => Resolution {
+                            place: Some(place),
+                            unresolved_reason: None,
+                            data_version: Some(version.clone()),
+                        },
+                        Err(reason) => Resolution {
+                            place: None,
+                            unresolved_reason: Some(reason),
+                            data_version: Some(version.clone()),
+                        },
+                    };
+                    current.rows.push((member, resolution));
+                }
+                Err(error) => current.errors.push(error),
+            }
+            if current.rows.len() + current.errors.len() >= batch {
+                let full = std::mem::replace(
+                    &mut current,
+                    Batch { rows: Vec::with_capacity(batch), errors: Vec::new() },
+                );
+                if sender.blocking_send(full).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = sender.blocking_send(current);
+    });
+    let mut summary = ImportSummary::default();
+    while let Some(Batch { rows, errors }) = receiver.recv().await {
+        summary.read += (rows.len() + errors.len()) as u64;
+        summary.rejected += errors.len() as u64;
+        for error in &errors {
+            on_error(error);
+        }
+        for upserted in store.upsert_resolved(&rows).await? {
+            match upserted.kind {
+                UpsertKind::Inserted => summary.inserted += 1,
+                UpsertKind::Updated => summary.updated += 1,
+                UpsertKind::Unchanged => summary.unchanged += 1,
+            }
+        }
+        on_progress(&summary);
+    }
+    drop(receiver);
+    if reader.join().is_err() {
+        return Err(Error::Write("the member reader thread panicked".into()));
+    }
+    Ok(summary)
+}
+
+/// CSV columns written by [`export`] (and read back by [`read_file`]).
+const EXPORT_COLUMNS: [&str; 14] = [
+    "external_id",
+    "openid",
+    "name",
+    "phone",
+    "city",
+    "province",
+    "lat",
+    "lon",
+    "ip",
+    "lang",
+    "tags",
+    "attrs",
+    "opted_out_at",
+    "last_interaction_at",
+];
+
+/// Writes every member, in id order, as CSV or JSONL; returns how many.
+pub async fn export(store: &Store, format: Format, out: &mut dyn Write) -> Result<u64, Error> {
+    let write_error = |error: &dyn std::fmt::Display| Error::Write(error.to_string());
+    let mut after = 0;
+    let mut count = 0;
+    match format {
+        Format::Csv => {
+            let mut writer = csv::Writer::from_writer(&mut *out);
+            writer.write_record(EXPORT_COLUMNS).map_err(|e| write_error(&e))?;
+            while let Some(page) = next_page(store, &mut after).await? {
+                for stored in &page {
+                    writer
+                        .write_record(csv_record(&stored.member)?)
+                        .map_err(|e| write_error(&e))?;
+                    count += 1;
+                }
+            }
+            writer.flush().map_err(|e| write_error(&e))?;
+        }
+        Format::Jsonl => {
+            while let Some(page) = next_page(store, &mut after).await? {
+                for stored in &page {
+                    serde_json::to_writer(&mut *out, &stored.member)
+                        .map_err(|e| write_error(&e))?;
+                    out.write_all(b"\n").map_err(|e| write_error(&e))?;
+                    count += 1;
+                }
+            }
+        }
+    }
+    out.flush().map_err(|e| write_error(&e))?;
+    Ok(count)
+}
+
+async fn next_page(
+    store: &Store,
+    after: &mut i64,
+) -> Result<Option<Vec<crate::store::StoredMember>>, Error> {
+    let page = store.members_page(*after, 5000).await?;
+    Ok(page.last().map(|last| last.id).map(|last| {
+        *after = last;
+        page
+    }))
+}
+
+fn csv_record(member: &Member) -> Result<[String; 14], Error> {
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let float = |value: Option<f64>| value.map(|v| v.to_string()).unwrap_or_default();
+    let time = |value: Option<DateTime<Utc>>| value.map(|v| v.to_rfc3339()).unwrap_or_default();
+    let attrs = if member.attrs.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&member.attrs).map_err(|e| Error::Write(e.to_string()))?
+    };
+    Ok([
+        member.external_id.clone(),
+        text(&member.openid),
+        text(&member.name),
+        text(&member.phone),
+        text(&member.city),
+        text(&member.province),
+        float(member.lat),
+        float(member.lon),
+        text(&member.ip),
+        text(&member.lang),
+        member.tags.join(";"),
+        attrs,
+        time(member.opted_out_at),
+        time(member.last_interaction_at),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalize_to_e164() {
+        for (raw, expected) in [
+            ("13904511234", "+8613904511234"),
+            ("+86 139-0451-1234", "+8613904511234"),
+            ("0086 139 0451 1234", "+8613904511234"),
+            ("(+86) 139.0451.1234", "+8613904511234"),
+            ("+86 0451 8765 4321", "+8645187654321"),
+            ("0451-87654321", "+8645187654321"),
+            ("010-6552 9988", "+861065529988"),
+            ("+44 20 7946 0958", "+442079460958"),
+            ("+852 9123 4567", "+85291234567"),
+        ] {
+            assert_eq!(normalize_phone(raw).as_deref(), Ok(expected), "{raw}");
+        }
+    }
+
+    #[test]
+    fn bad_phones_are_rejected_with_a_reason() {
+        for raw in
+            ["12345", "1390451123", "139045112345", "+86 129 0451 1234", "call me", "", "+", "00"]
+        {
+            let error = normalize_phone(raw).expect_err(raw);
+            assert!(error.starts_with("bad phone"), "{raw}: {error}");
+        }
+    }
+
+    #[test]
+    fn phones_are_masked() {
+        assert_eq!(mask_phone("+8613904511234"), "+86139****1234");
+        assert_eq!(mask_phone("+85291234567"), "+85291**4567");
+        assert_eq!(mask_phone("12345"), "*****");
+    }
+
+    #[test]
+    fn csv_lines_split_strictly() {
+        assert_eq!(
+            split_csv_line(r#"a,"b, c","d ""e""",,"#).unwrap(),
+            vec!["a", "b, c", "d \"e\"", "", ""]
+        );
+        assert!(split_csv_line(r#"a,"b"#).unwrap_err().contains("never closed"));
+        assert!(split_csv_line(r#"a,"b"x,c"#).unwrap_err().contains("after its closing quote"));
+        assert!(split_csv_line(r#"a,b"c"#).unwrap_err().contains("does not start with"));
+    }
 }

@@ -137,3 +137,25 @@ fn byte_order_mark_is_accepted() {
     let output = almanac(&["check", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
 }
+
+#[test]
+fn expensive_templates_are_checked_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loops.toml");
+    let text = VALID.replace(
+        "Hello {{ name }}",
+        "{% for a in range(10000) %}{% for b in range(10000) %}{{ name }}{% endfor %}{% endfor %}",
+    );
+    std::fs::write(&path, text).unwrap();
+    let started = std::time::Instant::now();
+    let output = almanac(&["check", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_file_named_twice_is_checked_once() {
+    let output = almanac(&["check", "campaigns/", "campaigns/weekly-digest.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).starts_with("checked 4 files:"), "{}", stdout(&output));
+}

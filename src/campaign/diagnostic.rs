@@ -125,13 +125,18 @@ pub fn render(
     format: Format,
 ) -> String {
     match format {
-        Format::Human => render_human(diagnostics, sources),
+        Format::Human => render_human(diagnostics, sources, false),
         Format::Json => render_json(diagnostics),
         Format::Github => render_github(diagnostics),
     }
 }
 
-fn render_human(diagnostics: &[Diagnostic], sources: &BTreeMap<PathBuf, String>) -> String {
+/// The human format, with ANSI colors when `color` is set (for a terminal).
+pub fn render_human(
+    diagnostics: &[Diagnostic],
+    sources: &BTreeMap<PathBuf, String>,
+    color: bool,
+) -> String {
     let mut files = SimpleFiles::new();
     let mut ids = BTreeMap::new();
     for (path, text) in sources {
@@ -151,7 +156,14 @@ fn render_human(diagnostics: &[Diagnostic], sources: &BTreeMap<PathBuf, String>)
         let rendered = match (&diagnostic.span, ids.get(&diagnostic.file)) {
             (Some(span), Some(&id)) => {
                 let cs = cs.with_labels(vec![Label::primary(id, span.clone())]);
-                term::emit_into_string(&config, &files, &cs).ok()
+                if color {
+                    let mut buffer = term::termcolor::Buffer::ansi();
+                    term::emit_to_write_style(&mut buffer, &config, &files, &cs)
+                        .ok()
+                        .and_then(|()| String::from_utf8(buffer.into_inner()).ok())
+                } else {
+                    term::emit_into_string(&config, &files, &cs).ok()
+                }
             }
             _ => None,
         };

@@ -56,7 +56,9 @@ pub(crate) fn load_paths(paths: &[PathBuf], places: Option<&dyn PlaceNames>) -> 
             files.push(path.clone());
         }
     }
-    files.dedup();
+    // A file named twice (directly and through its directory) is loaded once.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|file| seen.insert(std::fs::canonicalize(file).unwrap_or_else(|_| file.clone())));
 
     let mut first_ids: HashMap<String, (PathBuf, usize, usize)> = HashMap::new();
     for file in files {

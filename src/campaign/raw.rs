@@ -267,11 +267,27 @@ pub struct RawMessage {
 }
 
 /// The JSON Schema of campaign files (draft-07, which taplo and most editors read),
-/// pretty-printed with a trailing newline.
+/// pretty-printed with a trailing newline. `const` (draft 6+) is written as a
+/// one-value `enum` so validators that only know draft 4 still check the values.
 pub fn json_schema() -> String {
     let generator = schemars::generate::SchemaSettings::draft07().into_generator();
     let schema = generator.into_root_schema_for::<RawCampaign>();
-    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    let mut value = serde_json::to_value(&schema).unwrap_or_default();
+    const_to_enum(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+fn const_to_enum(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(constant) = map.remove("const") {
+                map.insert("enum".to_string(), serde_json::Value::Array(vec![constant]));
+            }
+            map.values_mut().for_each(const_to_enum);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(const_to_enum),
+        _ => {}
+    }
 }

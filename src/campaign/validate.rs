@@ -354,11 +354,9 @@ fn audience(
     raw: &RawAudience,
     places: Option<&dyn PlaceNames>,
 ) -> Option<Audience> {
-    let mut ok = true;
     for country in &raw.countries {
         let code = country.get_ref();
         if code.len() != 2 || !code.chars().all(|c| c.is_ascii_uppercase()) {
-            ok = false;
             let upper = code.to_ascii_uppercase();
             let d = checker.error(
                 country.span(),
@@ -376,13 +374,11 @@ fn audience(
     if let Some(places) = places {
         for city in &raw.cities {
             if let Err(message) = places.check_city(city.get_ref()) {
-                ok = false;
                 checker.error(city.span(), message);
             }
         }
         for province in &raw.provinces {
             if let Err(message) = places.check_province(province.get_ref()) {
-                ok = false;
                 checker.error(province.span(), message);
             }
         }
@@ -390,7 +386,6 @@ fn audience(
     for list in [&raw.cities, &raw.provinces] {
         for name in list {
             if name.get_ref().trim().is_empty() {
-                ok = false;
                 checker.error(name.span(), "empty place name");
             }
         }
@@ -431,7 +426,6 @@ fn audience(
         match canonical_lang(lang.get_ref()) {
             Ok(tag) => languages.push(tag),
             Err(message) => {
-                ok = false;
                 let d = checker.error(lang.span(), format!("malformed language tag: {message}"));
                 help(d, "expected language[-script][-region], e.g. `yue`, `zh-Hans`, `en-US`");
             }
@@ -441,7 +435,6 @@ fn audience(
         Some(h) => {
             let value = *h.get_ref();
             if !(0.0..1.0).contains(&value) {
-                ok = false;
                 let d = checker.error(
                     h.span(),
                     format!("`holdout` must be at least 0 and below 1, found {value}"),
@@ -452,8 +445,8 @@ fn audience(
         }
         None => 0.0,
     };
-    let ok = ok && raw.near.is_none() == near.is_none();
-    ok.then(|| Audience {
+    // Errors were reported; `validate` returns no campaign when there are any.
+    Some(Audience {
         countries: raw.countries.iter().map(|c| c.get_ref().clone()).collect(),
         provinces: raw.provinces.iter().map(|c| c.get_ref().clone()).collect(),
         cities: raw.cities.iter().map(|c| c.get_ref().clone()).collect(),
@@ -919,6 +912,9 @@ fn messages(
     (out, Some(default))
 }
 
+/// Instructions a trial render may execute before it is abandoned (no finding).
+const TRIAL_RENDER_FUEL: u64 = 50_000;
+
 /// minijinja's global functions, which templates may call.
 fn template_globals() -> HashSet<String> {
     minijinja::Environment::new().globals().map(|(name, _)| name.to_string()).collect()
@@ -926,7 +922,9 @@ fn template_globals() -> HashSet<String> {
 
 fn check_template(checker: &mut Checker<'_>, text: &Spanned<String>) {
     let body = checker.string_body(text);
-    let env = minijinja::Environment::new();
+    let mut env = minijinja::Environment::new();
+    // The trial render (unknown filters) must stay cheap whatever the template loops over.
+    env.set_fuel(Some(TRIAL_RENDER_FUEL));
     let template = match env.template_from_str(text.get_ref()) {
         Ok(template) => template,
         Err(error) => {

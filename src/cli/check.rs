@@ -2,7 +2,7 @@
 //! every file. Exit 0 when all are valid (warnings allowed), 1 when any has an
 //! error, 2 on usage errors (nonexistent path, bad flag).
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,7 +47,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => Format::Json,
         OutputFormat::Github => Format::Github,
     };
-    let mut out = report.render(format);
+    let mut out = if format == Format::Human {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        campaign::diagnostic::render_human(&report.diagnostics, &report.sources, color)
+    } else {
+        report.render(format)
+    };
     if format == Format::Human {
         let files = report.sources.len();
         let errors = report.count(Severity::Error);

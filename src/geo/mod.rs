@@ -23,6 +23,7 @@ use crate::campaign::ClimateMetric;
 
 pub mod climate;
 pub mod config;
+pub mod import;
 pub mod phone;
 
 pub use climate::ClimateRow;
@@ -249,7 +250,8 @@ struct GeoData {
     cities: Vec<City>,
     meta: Vec<CityMeta>,
     by_geonames: HashMap<u32, u32>,
-    names: HashMap<String, Vec<u32>>,
+    /// Name key -> (city, whether the key is the city's own name rather than an alias).
+    names: HashMap<String, Vec<(u32, bool)>>,
     tree: RTree<Point>,
     phone: phone::PhoneTable,
     calling: HashMap<u16, String>,
@@ -499,7 +501,12 @@ impl Geo {
         province: Option<&str>,
     ) -> Result<(CityId, f32), CityLookupError> {
         let key = name_key(name);
-        let all: &[u32] = self.data.names.get(&key).map_or(&[], Vec::as_slice);
+        let matches: &[(u32, bool)] = self.data.names.get(&key).map_or(&[], Vec::as_slice);
+        // A city's own name beats another city's alias ("Hong Kong" the city, not
+        // the island of that alias); aliases count only when no own name matches.
+        let primary = matches.iter().any(|&(_, p)| p);
+        let all: Vec<u32> =
+            matches.iter().filter(|&&(_, p)| p || !primary).map(|&(i, _)| i).collect();
         if all.is_empty() {
             return Err(CityLookupError::Unknown {
                 name: name.to_string(),
@@ -520,7 +527,7 @@ impl Geo {
                 }
                 inside
             }
-            _ => all.to_vec(),
+            _ => all,
         };
         if let [only] = candidates.as_slice() {
             return Ok((CityId(*only), 1.0));
@@ -600,7 +607,7 @@ impl Geo {
         let mut out: Vec<String> = Vec::new();
         for (_, k) in scored {
             let ids = &self.data.names[k];
-            let label = self.describe(ids[0]);
+            let label = self.describe(ids[0].0);
             if !out.contains(&label) {
                 out.push(label);
             }
@@ -765,19 +772,19 @@ fn load() -> Result<GeoData, GeoError> {
         });
     }
     let mut by_geonames = HashMap::with_capacity(cities.len());
-    let mut names: HashMap<String, Vec<u32>> = HashMap::with_capacity(cities.len() * 3);
+    let mut names: HashMap<String, Vec<(u32, bool)>> = HashMap::with_capacity(cities.len() * 3);
     let mut largest_in_country: HashMap<String, u32> = HashMap::new();
     for (i, (city, m)) in cities.iter().zip(&meta).enumerate() {
         let i = i as u32;
         by_geonames.insert(city.geonames_id, i);
-        let keys = std::iter::once(city.name.as_str())
-            .chain(city.name_zh.as_deref())
-            .chain(m.aliases.iter().map(String::as_str))
-            .map(name_key);
-        for key in keys {
-            let ids = names.entry(key).or_default();
-            if !ids.contains(&i) {
-                ids.push(i);
+        let own =
+            std::iter::once(city.name.as_str()).chain(city.name_zh.as_deref()).map(|n| (n, true));
+        let keys = own.chain(m.aliases.iter().map(|a| (a.as_str(), false)));
+        for (key, primary) in keys {
+            let ids = names.entry(name_key(key)).or_default();
+            match ids.iter_mut().find(|(id, _)| *id == i) {
+                Some(entry) => entry.1 |= primary,
+                None => ids.push((i, primary)),
             }
         }
         let pop = city.population.unwrap_or(0);
@@ -912,4 +919,19 @@ fn nearest_climate(data: &GeoData, rows: &[ClimateRow]) -> Vec<Option<(u32, f32)
             (km <= CLIMATE_RADIUS_KM).then_some((nearest.data, km as f32))
         })
         .collect()
+}
+
+/// Campaign files name cities and provinces; `almanac check` validates them here.
+impl crate::campaign::PlaceNames for Geo {
+    fn check_city(&self, name: &str) -> Result<(), String> {
+        self.lookup_city(name, None).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn check_province(&self, name: &str) -> Result<(), String> {
+        if self.is_province(name) {
+            return Ok(());
+        }
+        let suggestions = self.suggest_province(name);
+        Err(format!("unknown province or state {name:?}{}", did_you_mean(&suggestions)))
+    }
 }

@@ -1,3 +1,1171 @@
 //! The pure timing engine: given campaigns, resolved members (with their send
-//! history) and a window `[from, to)`, every due send with its instant, local time
-//! and message variant. Never reads the wall clock. Built by issue 4.
+//! history) and a window `[from, to)`, every due send with its instant, local time,
+//! message variant and rendered text. It never reads the wall clock: the daemon
+//! passes windows from its clock, `almanac simulate` from a virtual one.
+//!
+//! # Use
+//!
+//! [`Engine::new`] compiles a campaign set once (templates, cron expressions,
+//! audience names, variant groups); [`Engine::plan`] then takes one batch of
+//! [`Recipient`]s at a time (the daemon streams members in batches) with their
+//! [`History`] and returns a [`PlanBatch`]: the [`DueSend`]s and the
+//! [`Skip`]s (members of the audience who could not be sent, with a reason).
+//!
+//! # Triggers and time
+//!
+//! Every local time is evaluated in the member's own zone (`Place::tz`):
+//!
+//! * `once`: the local date-time; occurrence key `once`.
+//! * `cron`: the expression (5 fields, or 6 with seconds) is matched against the
+//!   member's local wall clock; occurrence key = the nominal local date-time
+//!   (`2027-03-14T02:30`).
+//! * `climate`: the first day after `after` (searched over the following 366
+//!   days) on which the city's daily-interpolated normal crosses the threshold
+//!   (the day before at-or-above and the day itself below, for `below`), at
+//!   `local_time`; occurrence key = the year of `after` (`2027`), so it recurs
+//!   yearly. Crossing days are computed once per (campaign, city, year) and cached.
+//!
+//! Daylight saving: a local time in a **gap** (clocks jump forward) fires at the
+//! first valid minute after it (02:30 → 03:00); several nominal times that land on
+//! the same instant fire once. A local time that happens **twice** (clocks fall
+//! back) fires once, at the earlier instant. Quiet hours move a send to their end
+//! (local), never drop it.
+//!
+//! An occurrence is due in `[from, to)` when its instant (after quiet hours) lies
+//! in `[from - window, to)`: the campaign's `window` keeps it open for members who
+//! arrive late, so a due send's `due_at` may be before `from` (send it now). The
+//! [`History`] removes occurrences already recorded. `starts`/`ends` bound the
+//! instant (`Bound::Local` in the member's zone).
+//!
+//! # Limits
+//!
+//! `limits.per_member` counts the member's history for the campaign plus the sends
+//! of this batch. The optional [`GlobalCap`] bounds a member's pushes across all
+//! campaigns in any rolling period; when it must drop sends, higher `priority`
+//! wins (then the earlier send, then the campaign id). Holdout sends are recorded
+//! but reach nobody, so they count for `per_member` and not for the global cap.
+//!
+//! # Experiments
+//!
+//! `audience.holdout` and A/B `weight`s are assigned by a fixed hash of the
+//! campaign id and the member's external id (see `hash`), identical across runs
+//! and replicas.
+//!
+//! # Language
+//!
+//! The variant is chosen from the member's own language, else the city's dialect
+//! tag (`City::lang_tag`), each by BCP-47 truncation (`yue-Hant-HK` → `yue-Hant`
+//! → `yue`; at each step a variant tagged exactly so, else an equivalent one),
+//! then the first variant of the member's (else the city's) primary language,
+//! then the campaign's `default_lang`. Tags compare case-insensitively, with
+//! `cmn` ≡ `zh`: a `cmn-Hans` city matches a `zh-Hans` variant, but a variant
+//! tagged exactly `cmn-Hans` wins over a `zh-Hans` one. Variants of the same tag
+//! form an A/B group split by `weight`. Templates render with exactly
+//! [`crate::campaign::TEMPLATE_FIELDS`], strict about undefined values; a field
+//! the member lacks (no name, no Chinese city name) is undefined, so a template
+//! using it fails to render and the member is skipped with `render_failed`.
+
+mod hash;
+mod lang;
+mod local;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use minijinja::{Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::campaign::{Bound, Campaign, ClimateMetric, Crossing, Trigger, Unresolved};
+use crate::geo::{City, CityId, Geo, Place};
+use crate::members::Member;
+
+/// Errors compiling a campaign set.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A message template does not compile.
+    #[error("campaign {campaign}: message {index} ({lang}): {source}")]
+    Template {
+        /// Campaign id.
+        campaign: String,
+        /// Index of the message in the file.
+        index: usize,
+        /// The message's language.
+        lang: String,
+        /// The template error.
+        #[source]
+        source: minijinja::Error,
+    },
+    /// A cron expression does not parse.
+    #[error("campaign {campaign}: cron expression {expr:?}: {reason}")]
+    Cron {
+        /// Campaign id.
+        campaign: String,
+        /// The expression.
+        expr: String,
+        /// The parser's reason.
+        reason: String,
+    },
+    /// A city named in the audience or the unresolved policy is not in the gazetteer.
+    #[error("campaign {campaign}: {what}: unknown city {name:?}: {source}")]
+    UnknownCity {
+        /// Campaign id.
+        campaign: String,
+        /// Where the name appeared.
+        what: &'static str,
+        /// The name as written.
+        name: String,
+        /// The gazetteer's reason.
+        #[source]
+        source: crate::geo::ResolveError,
+    },
+}
+
+/// A cap on each member's pushes across all campaigns, in any rolling period
+/// (`[timing.global_cap]` of the daemon config: `max = 2`, `per = "7d"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalCap {
+    /// At most this many pushes...
+    pub max: u32,
+    /// ...in any period this long (`"7d"`, `"36h"`, `"90m"`, `"30s"`, `"2w"`).
+    #[serde(with = "duration_text")]
+    pub per: Duration,
+}
+
+/// Engine settings from the daemon config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// The cap across campaigns, if any.
+    pub global_cap: Option<GlobalCap>,
+}
+
+/// One member to plan for: the store's id, the CRM record and the resolved place
+/// (`None` when unresolved; the campaign's `unresolved` policy decides).
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    /// The store's member id (history and ledger key).
+    pub member_id: i64,
+    /// The member.
+    pub member: &'a Member,
+    /// The resolved place.
+    pub place: Option<Place>,
+}
+
+/// One push already recorded for a member (sent, planned, or held out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastSend {
+    /// Campaign id.
+    pub campaign_id: Arc<str>,
+    /// Occurrence key.
+    pub occurrence: Arc<str>,
+    /// Due instant.
+    pub at: DateTime<Utc>,
+    /// Recorded for the control group, not sent.
+    pub holdout: bool,
+}
+
+/// Members' recorded pushes, for caps and to skip occurrences already recorded.
+/// The daemon fills it from the ledger for each batch; `simulate` feeds each
+/// planned send back with [`History::record`].
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    by_member: HashMap<i64, Vec<PastSend>>,
+}
+
+impl History {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a recorded push.
+    pub fn insert(&mut self, member_id: i64, send: PastSend) {
+        self.by_member.entry(member_id).or_default().push(send);
+    }
+
+    /// Records a planned send (as the ledger would).
+    pub fn record(&mut self, send: &DueSend) {
+        self.insert(
+            send.member_id,
+            PastSend {
+                campaign_id: send.campaign_id.clone(),
+                occurrence: send.occurrence.clone(),
+                at: send.due_at,
+                holdout: send.holdout,
+            },
+        );
+    }
+
+    /// The member's recorded pushes.
+    pub fn sends(&self, member_id: i64) -> &[PastSend] {
+        if self.by_member.is_empty() {
+            return &[];
+        }
+        self.by_member.get(&member_id).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A push that is due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueSend {
+    /// Campaign id.
+    pub campaign_id: Arc<str>,
+    /// The store's member id.
+    pub member_id: i64,
+    /// Occurrence key (ledger key with campaign and member).
+    pub occurrence: Arc<str>,
+    /// When to send (may precede the window's start within the campaign's `window`).
+    pub due_at: DateTime<Utc>,
+    /// The same instant on the member's wall clock.
+    pub local: NaiveDateTime,
+    /// The member's zone.
+    pub tz: Tz,
+    /// The member's city, when resolved (or the fallback city).
+    pub city: Option<CityId>,
+    /// Language of the chosen variant.
+    pub lang: Arc<str>,
+    /// Index of the chosen variant in `Campaign::messages`.
+    pub variant: usize,
+    /// The rendered message.
+    pub text: String,
+    /// In the control group: recorded, not sent.
+    pub holdout: bool,
+}
+
+/// Why a member of the audience gets no push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// No resolved place and the campaign's policy is `skip` (or the campaign
+    /// filters by place and only a fallback zone is known).
+    Unresolved,
+    /// Climate trigger, but the city has no climate normals nearby (or only a
+    /// fallback zone is known).
+    NoClimate,
+    /// The member opted out.
+    OptedOut,
+    /// No message variant fits the member's language and there is no default.
+    NoVariant,
+    /// The template failed to render for this member (an undefined field).
+    RenderFailed,
+    /// `limits.per_member` reached.
+    PerMemberCap,
+    /// The global cap across campaigns dropped this send (lower priority).
+    GlobalCap,
+}
+
+impl SkipReason {
+    /// Every reason, in a stable order.
+    pub const ALL: [SkipReason; 7] = [
+        Self::Unresolved,
+        Self::NoClimate,
+        Self::OptedOut,
+        Self::NoVariant,
+        Self::RenderFailed,
+        Self::PerMemberCap,
+        Self::GlobalCap,
+    ];
+
+    /// Stable snake-case name (metrics label, JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unresolved => "unresolved",
+            Self::NoClimate => "no_climate",
+            Self::OptedOut => "opted_out",
+            Self::NoVariant => "no_variant",
+            Self::RenderFailed => "render_failed",
+            Self::PerMemberCap => "per_member_cap",
+            Self::GlobalCap => "global_cap",
+        }
+    }
+}
+
+/// A member of a campaign's audience who gets no push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    /// Campaign id.
+    pub campaign_id: Arc<str>,
+    /// The store's member id.
+    pub member_id: i64,
+    /// The occurrence, for skips of one send (caps, variant, render); `None` for
+    /// skips of the member as a whole (unresolved, no climate, opted out).
+    pub occurrence: Option<Arc<str>>,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// The engine's answer for one batch of recipients.
+#[derive(Debug, Clone, Default)]
+pub struct PlanBatch {
+    /// Due sends, in recipient order, then by instant and campaign id.
+    pub sends: Vec<DueSend>,
+    /// Skipped audience members, in recipient order.
+    pub skips: Vec<Skip>,
+}
+
+/// A compiled campaign set. Build once per set ([`Engine::new`]); plan any number
+/// of batches and windows, from any number of threads.
+#[derive(Debug)]
+pub struct Engine<'g> {
+    geo: &'g Geo,
+    config: EngineConfig,
+    campaigns: Vec<Compiled>,
+    n_cities: usize,
+}
+
+#[derive(Debug)]
+struct Compiled {
+    id: Arc<str>,
+    campaign: Campaign,
+    trigger: CompiledTrigger,
+    templates: Environment<'static>,
+    groups: Vec<VariantGroup>,
+    default_group: Option<usize>,
+    countries: Vec<String>,
+    provinces: Vec<String>,
+    cities: Option<HashSet<CityId>>,
+    languages: Vec<String>,
+    fallback: Fallback,
+    holdout_seed: hash::Seed,
+    variant_seed: hash::Seed,
+    once_key: Arc<str>,
+    /// Crossing day per season year, per city (lazily filled).
+    crossings: Mutex<HashMap<i32, CrossingTable>>,
+}
+
+/// One season year's crossing day per city, filled on first use.
+type CrossingTable = Arc<Vec<OnceLock<Option<NaiveDate>>>>;
+
+#[derive(Debug)]
+enum CompiledTrigger {
+    Once(NaiveDateTime),
+    Cron(Box<croner::Cron>),
+    Climate {
+        metric: ClimateMetric,
+        crosses: Crossing,
+        threshold: f64,
+        after: (u32, u32),
+        local_time: chrono::NaiveTime,
+    },
+}
+
+#[derive(Debug)]
+enum Fallback {
+    Skip,
+    City(CityId),
+    Zone(Tz),
+}
+
+#[derive(Debug)]
+struct VariantGroup {
+    /// The tag as written, normalized.
+    tag: String,
+    /// The tag's matching key (`cmn` folded into `zh`).
+    key: String,
+    lang: Arc<str>,
+    /// (message index, cumulative weight)
+    variants: Vec<(usize, u64)>,
+    total: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Occ {
+    key: Arc<str>,
+    local: NaiveDateTime,
+    due: DateTime<Utc>,
+}
+
+/// What one plan call knows about a campaign in one city (computed lazily).
+#[derive(Debug, Clone)]
+struct CityPlan {
+    eligible: bool,
+    no_climate: bool,
+    occs: Arc<[Occ]>,
+    tag_key: String,
+    group: Option<usize>,
+    group_primary: Option<usize>,
+}
+
+/// Per plan call, per campaign.
+struct CampaignCtx<'e> {
+    compiled: &'e Compiled,
+    lo: DateTime<Utc>,
+    hi: DateTime<Utc>,
+    cities: Vec<Option<CityPlan>>,
+    zones: HashMap<Tz, Arc<[Occ]>>,
+    city_zones: HashMap<(CityId, Tz), Arc<[Occ]>>,
+    crossings: Vec<(i32, CrossingTable)>,
+}
+
+impl<'g> Engine<'g> {
+    /// Compiles a campaign set (disabled campaigns are kept but never planned).
+    pub fn new(campaigns: &[Campaign], geo: &'g Geo, config: EngineConfig) -> Result<Self, Error> {
+        let n_cities = geo.cities().map(|(id, _)| id.0 as usize + 1).max().unwrap_or(0);
+        let campaigns =
+            campaigns.iter().map(|c| compile(c, geo)).collect::<Result<Vec<_>, Error>>()?;
+        Ok(Self { geo, config, campaigns, n_cities })
+    }
+
+    /// The compiled campaigns, in the order given.
+    pub fn campaigns(&self) -> impl Iterator<Item = &Campaign> {
+        self.campaigns.iter().map(|c| &c.campaign)
+    }
+
+    /// Every due send for `recipients` in `[from, to)` (see the module docs for
+    /// windows, caps and skips).
+    pub fn plan(
+        &self,
+        recipients: &[Recipient<'_>],
+        history: &History,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> PlanBatch {
+        let mut ctxs: Vec<CampaignCtx<'_>> = self
+            .campaigns
+            .iter()
+            .filter(|c| c.campaign.enabled)
+            .map(|compiled| self.context(compiled, from, to))
+            .collect();
+        let mut batch = PlanBatch::default();
+        let mut scratch = Scratch::default();
+        for recipient in recipients {
+            let start = batch.sends.len();
+            let member_tag =
+                recipient.member.lang.as_deref().map(|tag| (lang::normalize(tag), lang::key(tag)));
+            let member_tag = member_tag.as_ref().map(|(tag, key)| (tag.as_str(), key.as_str()));
+            for ctx in &mut ctxs {
+                self.plan_member(ctx, recipient, member_tag, history, &mut batch);
+            }
+            if let Some(cap) = self.config.global_cap
+                && batch.sends.len() > start
+            {
+                self.apply_global_cap(cap, recipient, history, start, &mut batch, &mut scratch);
+            }
+        }
+        batch
+    }
+
+    fn context<'e>(
+        &'e self,
+        compiled: &'e Compiled,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> CampaignCtx<'e> {
+        let lo = from - compiled.campaign.timing.window.max(Duration::zero());
+        let mut crossings = Vec::new();
+        if matches!(compiled.trigger, CompiledTrigger::Climate { .. }) {
+            let mut cache = compiled.crossings.lock().unwrap_or_else(|e| e.into_inner());
+            for year in (lo.year() - 2)..=to.year() {
+                let table = cache
+                    .entry(year)
+                    .or_insert_with(|| {
+                        Arc::new((0..self.n_cities).map(|_| OnceLock::new()).collect())
+                    })
+                    .clone();
+                crossings.push((year, table));
+            }
+        }
+        CampaignCtx {
+            compiled,
+            lo,
+            hi: to,
+            cities: vec![None; self.n_cities],
+            zones: HashMap::new(),
+            city_zones: HashMap::new(),
+            crossings,
+        }
+    }
+
+    fn plan_member(
+        &self,
+        ctx: &mut CampaignCtx<'_>,
+        recipient: &Recipient<'_>,
+        member_tag: Option<(&str, &str)>,
+        history: &History,
+        batch: &mut PlanBatch,
+    ) {
+        let compiled = ctx.compiled;
+        let audience = &compiled.campaign.audience;
+        let member = recipient.member;
+        if !tags_match(audience, &member.tags) {
+            return;
+        }
+        let skip = |batch: &mut PlanBatch, reason| {
+            batch.skips.push(Skip {
+                campaign_id: compiled.id.clone(),
+                member_id: recipient.member_id,
+                occurrence: None,
+                reason,
+            });
+        };
+        // Where the member is: a city (resolved or fallback), a fallback zone, or nowhere.
+        let (city_id, tz) = match (recipient.place, &compiled.fallback) {
+            (Some(place), _) => (Some(place.city), place.tz),
+            (None, Fallback::City(city)) => (Some(*city), self.geo.city(*city).tz),
+            (None, Fallback::Zone(tz)) => (None, *tz),
+            (None, Fallback::Skip) => return skip(batch, SkipReason::Unresolved),
+        };
+        let city = city_id.map(|id| self.geo.city(id));
+        let (occs, city_group) = match (city_id, city) {
+            (Some(city_id), Some(city)) => {
+                let plan = self.city_plan(ctx, city_id);
+                if !plan.eligible {
+                    return;
+                }
+                if let Some(near) = audience.near {
+                    let (lat, lon) = match (member.lat, member.lon) {
+                        (Some(lat), Some(lon)) => (lat, lon),
+                        _ => (city.lat, city.lon),
+                    };
+                    if haversine_km(lat, lon, near.lat, near.lon) > near.radius_km {
+                        return;
+                    }
+                }
+                if !compiled.language_ok(member_tag.map_or(plan.tag_key.as_str(), |(_, key)| key)) {
+                    return;
+                }
+                if plan.no_climate {
+                    return skip(batch, SkipReason::NoClimate);
+                }
+                let (occs, group) = (plan.occs.clone(), (plan.group, plan.group_primary));
+                if tz == city.tz {
+                    (occs, group)
+                } else {
+                    (self.city_zone_occs(ctx, city_id, tz), group)
+                }
+            }
+            _ => {
+                if has_place_filter(audience) {
+                    return skip(batch, SkipReason::Unresolved);
+                }
+                if let Some((_, key)) = member_tag
+                    && !compiled.language_ok(key)
+                {
+                    return;
+                }
+                if matches!(compiled.trigger, CompiledTrigger::Climate { .. }) {
+                    return skip(batch, SkipReason::NoClimate);
+                }
+                (self.zone_occs(ctx, tz), (None, None))
+            }
+        };
+        if occs.is_empty() {
+            return;
+        }
+        if member.opted_out_at.is_some() {
+            return skip(batch, SkipReason::OptedOut);
+        }
+        let past = history.sends(recipient.member_id);
+        let mut counted = past.iter().filter(|p| *p.campaign_id == *compiled.id).count() as u64;
+        // Own language, then the city's dialect (each along its truncation chain),
+        // then the same primary language, then the default.
+        let group = member_tag
+            .and_then(|(tag, _)| compiled.group_for(tag))
+            .or(city_group.0)
+            .or_else(|| member_tag.and_then(|(_, key)| compiled.group_for_primary(key)))
+            .or(city_group.1)
+            .or(compiled.default_group);
+        for occ in occs.iter() {
+            if past.iter().any(|p| *p.campaign_id == *compiled.id && p.occurrence == occ.key) {
+                continue;
+            }
+            let occ_skip = |batch: &mut PlanBatch, reason| {
+                batch.skips.push(Skip {
+                    campaign_id: compiled.id.clone(),
+                    member_id: recipient.member_id,
+                    occurrence: Some(occ.key.clone()),
+                    reason,
+                });
+            };
+            if let Some(cap) = compiled.campaign.limits.per_member
+                && counted >= u64::from(cap)
+            {
+                occ_skip(batch, SkipReason::PerMemberCap);
+                continue;
+            }
+            let Some(group) = group.map(|g| &compiled.groups[g]) else {
+                occ_skip(batch, SkipReason::NoVariant);
+                continue;
+            };
+            let variant = group.pick(compiled.variant_seed.hash(&member.external_id));
+            let Ok(text) = compiled.render(variant, member, city, &group.lang, occ.local) else {
+                occ_skip(batch, SkipReason::RenderFailed);
+                continue;
+            };
+            let holdout = audience.holdout > 0.0
+                && compiled.holdout_seed.unit(&member.external_id) < audience.holdout;
+            counted += 1;
+            batch.sends.push(DueSend {
+                campaign_id: compiled.id.clone(),
+                member_id: recipient.member_id,
+                occurrence: occ.key.clone(),
+                due_at: occ.due,
+                local: occ.local,
+                tz,
+                city: city_id,
+                lang: group.lang.clone(),
+                variant,
+                text,
+                holdout,
+            });
+        }
+    }
+
+    /// The campaign's facts for a city in this call, computed on first use.
+    fn city_plan<'c>(&self, ctx: &'c mut CampaignCtx<'_>, id: CityId) -> &'c CityPlan {
+        let index = id.0 as usize;
+        if index >= ctx.cities.len() {
+            ctx.cities.resize(index + 1, None);
+        }
+        if ctx.cities[index].is_none() {
+            let plan = self.compute_city_plan(ctx, id);
+            ctx.cities[index] = Some(plan);
+        }
+        ctx.cities[index].as_ref().expect("filled above")
+    }
+
+    fn compute_city_plan(&self, ctx: &mut CampaignCtx<'_>, id: CityId) -> CityPlan {
+        let compiled = ctx.compiled;
+        let city = self.geo.city(id);
+        let tag_key = lang::key(&city.lang_tag);
+        let group = compiled.group_for(&lang::normalize(&city.lang_tag));
+        let group_primary = compiled.group_for_primary(&tag_key);
+        let eligible = compiled.city_eligible(id, city);
+        let no_climate = match &compiled.trigger {
+            CompiledTrigger::Climate { metric, .. } => {
+                eligible && self.geo.normal(id, 1, *metric).is_none()
+            }
+            _ => false,
+        };
+        let occs = if !eligible || no_climate {
+            Arc::from(Vec::new())
+        } else if matches!(compiled.trigger, CompiledTrigger::Climate { .. }) {
+            self.climate_occs(ctx, id, city.tz)
+        } else {
+            self.zone_occs(ctx, city.tz)
+        };
+        CityPlan { eligible, no_climate, occs, tag_key, group, group_primary }
+    }
+
+    fn city_zone_occs(&self, ctx: &mut CampaignCtx<'_>, id: CityId, tz: Tz) -> Arc<[Occ]> {
+        if !matches!(ctx.compiled.trigger, CompiledTrigger::Climate { .. }) {
+            return self.zone_occs(ctx, tz);
+        }
+        if let Some(occs) = ctx.city_zones.get(&(id, tz)) {
+            return occs.clone();
+        }
+        let occs = self.climate_occs(ctx, id, tz);
+        ctx.city_zones.insert((id, tz), occs.clone());
+        occs
+    }
+
+    /// Once and cron occurrences in one zone, computed once per call.
+    fn zone_occs(&self, ctx: &mut CampaignCtx<'_>, tz: Tz) -> Arc<[Occ]> {
+        if let Some(occs) = ctx.zones.get(&tz) {
+            return occs.clone();
+        }
+        let compiled = ctx.compiled;
+        let quiet = compiled.campaign.timing.quiet_hours.as_ref();
+        let mut occs = Vec::new();
+        match &compiled.trigger {
+            CompiledTrigger::Once(at) => {
+                let (due, local) = local::fire_at(tz, *at, quiet);
+                if ctx.lo <= due && due < ctx.hi && compiled.in_bounds(tz, due) {
+                    occs.push(Occ { key: compiled.once_key.clone(), local, due });
+                }
+            }
+            CompiledTrigger::Cron(cron) => {
+                let first = ctx.lo.with_timezone(&tz).naive_local() - Duration::days(2);
+                let last = ctx.hi.with_timezone(&tz).naive_local() + Duration::days(1);
+                let mut nominal = first;
+                let mut inclusive = true;
+                let mut last_due: Option<DateTime<Utc>> = None;
+                while occs.len() < MAX_OCCURRENCES_PER_ZONE {
+                    let Ok(next) = cron.find_next_occurrence(&nominal.and_utc(), inclusive) else {
+                        break;
+                    };
+                    nominal = next.naive_utc();
+                    inclusive = false;
+                    if nominal >= last {
+                        break;
+                    }
+                    let (due, local) = local::fire_at(tz, nominal, quiet);
+                    // Gap-shifted and quiet-shifted times landing on one instant fire once.
+                    if last_due.is_some_and(|last| due <= last) {
+                        continue;
+                    }
+                    last_due = Some(due);
+                    if ctx.lo <= due && due < ctx.hi && compiled.in_bounds(tz, due) {
+                        let key = if nominal.and_utc().timestamp() % 60 == 0 {
+                            nominal.format("%Y-%m-%dT%H:%M").to_string()
+                        } else {
+                            nominal.format("%Y-%m-%dT%H:%M:%S").to_string()
+                        };
+                        occs.push(Occ { key: Arc::from(key), local, due });
+                    }
+                }
+            }
+            CompiledTrigger::Climate { .. } => {}
+        }
+        let occs: Arc<[Occ]> = Arc::from(occs);
+        ctx.zones.insert(tz, occs.clone());
+        occs
+    }
+
+    /// Climate occurrences of one city in one zone.
+    fn climate_occs(&self, ctx: &CampaignCtx<'_>, id: CityId, tz: Tz) -> Arc<[Occ]> {
+        let compiled = ctx.compiled;
+        let CompiledTrigger::Climate { metric, crosses, threshold, after, local_time } =
+            &compiled.trigger
+        else {
+            return Arc::from(Vec::new());
+        };
+        let quiet = compiled.campaign.timing.quiet_hours.as_ref();
+        let mut occs = Vec::new();
+        for (year, table) in &ctx.crossings {
+            let day = match table.get(id.0 as usize) {
+                Some(slot) => *slot.get_or_init(|| {
+                    crossing_day(self.geo, id, *year, *metric, *crosses, *threshold, *after)
+                }),
+                None => crossing_day(self.geo, id, *year, *metric, *crosses, *threshold, *after),
+            };
+            let Some(day) = day else { continue };
+            let (due, local) = local::fire_at(tz, day.and_time(*local_time), quiet);
+            if ctx.lo <= due && due < ctx.hi && compiled.in_bounds(tz, due) {
+                occs.push(Occ { key: Arc::from(year.to_string()), local, due });
+            }
+        }
+        Arc::from(occs)
+    }
+
+    fn apply_global_cap(
+        &self,
+        cap: GlobalCap,
+        recipient: &Recipient<'_>,
+        history: &History,
+        start: usize,
+        batch: &mut PlanBatch,
+        scratch: &mut Scratch,
+    ) {
+        let sends = &batch.sends[start..];
+        let priority = |send: &DueSend| {
+            self.campaigns
+                .iter()
+                .find(|c| c.id == send.campaign_id)
+                .map_or(0, |c| c.campaign.priority)
+        };
+        scratch.order.clear();
+        scratch.order.extend((0..sends.len()).filter(|&i| !sends[i].holdout));
+        scratch.order.sort_by(|&a, &b| {
+            let (a, b) = (&sends[a], &sends[b]);
+            priority(b)
+                .cmp(&priority(a))
+                .then(a.due_at.cmp(&b.due_at))
+                .then(a.campaign_id.cmp(&b.campaign_id))
+                .then(a.occurrence.cmp(&b.occurrence))
+        });
+        scratch.times.clear();
+        scratch
+            .times
+            .extend(history.sends(recipient.member_id).iter().filter(|p| !p.holdout).map(|p| p.at));
+        scratch.times.sort_unstable();
+        scratch.keep.clear();
+        scratch.keep.resize(sends.len(), true);
+        for &index in &scratch.order {
+            let at = sends[index].due_at;
+            if fits(&scratch.times, at, cap) {
+                let position = scratch.times.partition_point(|t| *t <= at);
+                scratch.times.insert(position, at);
+            } else {
+                scratch.keep[index] = false;
+            }
+        }
+        if scratch.keep.iter().all(|k| *k) {
+            return;
+        }
+        let tail: Vec<DueSend> = batch.sends.drain(start..).collect();
+        for (send, keep) in tail.into_iter().zip(scratch.keep.iter()) {
+            if *keep {
+                batch.sends.push(send);
+            } else {
+                batch.skips.push(Skip {
+                    campaign_id: send.campaign_id,
+                    member_id: send.member_id,
+                    occurrence: Some(send.occurrence),
+                    reason: SkipReason::GlobalCap,
+                });
+            }
+        }
+    }
+}
+
+/// Bound on one zone's cron occurrences per call (a per-second cron over a year
+/// would otherwise hold millions).
+const MAX_OCCURRENCES_PER_ZONE: usize = 100_000;
+
+#[derive(Debug, Default)]
+struct Scratch {
+    order: Vec<usize>,
+    times: Vec<DateTime<Utc>>,
+    keep: Vec<bool>,
+}
+
+/// Whether one more push at `at` keeps every rolling period of `cap.per` at or
+/// under `cap.max` pushes, given the member's other pushes (`sorted`).
+fn fits(sorted: &[DateTime<Utc>], at: DateTime<Utc>, cap: GlobalCap) -> bool {
+    // Only periods containing `at` can grow; the fullest starts at a push in
+    // (at - per, at] or at `at` itself.
+    let starts = sorted.iter().copied().filter(|t| *t > at - cap.per && *t <= at);
+    std::iter::once(at).chain(starts).all(|start| {
+        let end = start + cap.per;
+        let others = sorted.iter().filter(|t| **t >= start && **t < end).count();
+        others < cap.max as usize
+    })
+}
+
+/// The first day after `after` in season `year` on which the normal crosses.
+fn crossing_day(
+    geo: &Geo,
+    city: CityId,
+    year: i32,
+    metric: ClimateMetric,
+    crosses: Crossing,
+    threshold: f64,
+    after: (u32, u32),
+) -> Option<NaiveDate> {
+    let start = NaiveDate::from_ymd_opt(year, after.0, after.1)
+        .or_else(|| NaiveDate::from_ymd_opt(year, after.0, after.1.saturating_sub(1)))?;
+    let mut previous = geo.normal(city, start.ordinal(), metric)?;
+    let mut day = start;
+    for _ in 0..366 {
+        day = day.succ_opt()?;
+        let value = geo.normal(city, day.ordinal(), metric)?;
+        let crossed = match crosses {
+            Crossing::Below => previous >= threshold && value < threshold,
+            Crossing::Above => previous <= threshold && value > threshold,
+        };
+        if crossed {
+            return Some(day);
+        }
+        previous = value;
+    }
+    None
+}
+
+fn tags_match(audience: &crate::campaign::Audience, tags: &[String]) -> bool {
+    let has = |tag: &String| tags.iter().any(|t| t == tag);
+    (audience.tags_any.is_empty() || audience.tags_any.iter().any(has))
+        && audience.tags_all.iter().all(has)
+        && !audience.tags_none.iter().any(has)
+}
+
+fn has_place_filter(audience: &crate::campaign::Audience) -> bool {
+    !audience.countries.is_empty()
+        || !audience.provinces.is_empty()
+        || !audience.cities.is_empty()
+        || audience.near.is_some()
+}
+
+/// Great-circle distance, km.
+fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    const EARTH_RADIUS_KM: f64 = 6371.0088;
+    let (phi1, phi2) = (lat1.to_radians(), lat2.to_radians());
+    let d_phi = (lat2 - lat1).to_radians();
+    let d_lambda = (lon2 - lon1).to_radians();
+    let a = (d_phi / 2.0).sin().powi(2) + phi1.cos() * phi2.cos() * (d_lambda / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().asin()
+}
+
+/// A province name reduced for matching: lowercase, without the administrative
+/// suffix (`黑龙江省` → `黑龙江`, `Guangdong Province` → `guangdong`).
+fn province_key(name: &str) -> String {
+    const SUFFIXES: &[&str] = &[
+        "维吾尔自治区",
+        "壮族自治区",
+        "回族自治区",
+        "特别行政区",
+        "自治区",
+        "省",
+        "市",
+        " province",
+        " sheng",
+        " shi",
+        " sar",
+    ];
+    let mut key = name.trim().to_lowercase();
+    for suffix in SUFFIXES {
+        if let Some(stripped) = key.strip_suffix(suffix)
+            && !stripped.is_empty()
+        {
+            key = stripped.trim().to_string();
+            break;
+        }
+    }
+    key
+}
+
+fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
+    let id: Arc<str> = Arc::from(campaign.id.as_str());
+    let trigger = match &campaign.timing.trigger {
+        Trigger::Once { at } => CompiledTrigger::Once(*at),
+        Trigger::Cron { expr } => {
+            let parser = croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Optional)
+                .build();
+            let cron = parser.parse(expr).map_err(|error| Error::Cron {
+                campaign: campaign.id.clone(),
+                expr: expr.clone(),
+                reason: error.to_string(),
+            })?;
+            CompiledTrigger::Cron(Box::new(cron))
+        }
+        Trigger::Climate { metric, crosses, threshold, after, local_time } => {
+            CompiledTrigger::Climate {
+                metric: *metric,
+                crosses: *crosses,
+                threshold: *threshold,
+                after: *after,
+                local_time: *local_time,
+            }
+        }
+    };
+    let mut templates = Environment::new();
+    templates.set_undefined_behavior(UndefinedBehavior::Strict);
+    let mut groups: Vec<VariantGroup> = Vec::new();
+    for (index, message) in campaign.messages.iter().enumerate() {
+        templates.add_template_owned(index.to_string(), message.text.clone()).map_err(
+            |source| Error::Template {
+                campaign: campaign.id.clone(),
+                index,
+                lang: message.lang.clone(),
+                source,
+            },
+        )?;
+        let tag = lang::normalize(&message.lang);
+        let group = match groups.iter().position(|g| g.tag == tag) {
+            Some(group) => group,
+            None => {
+                groups.push(VariantGroup {
+                    key: lang::key(&tag),
+                    tag,
+                    lang: Arc::from(message.lang.as_str()),
+                    variants: Vec::new(),
+                    total: 0,
+                });
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[group];
+        group.total += u64::from(message.weight);
+        group.variants.push((index, group.total));
+    }
+    let mut compiled = Compiled {
+        id: id.clone(),
+        campaign: campaign.clone(),
+        trigger,
+        templates,
+        groups,
+        default_group: None,
+        countries: campaign.audience.countries.iter().map(|c| c.trim().to_uppercase()).collect(),
+        provinces: campaign.audience.provinces.iter().map(|p| province_key(p)).collect(),
+        cities: None,
+        languages: campaign.audience.languages.iter().map(|l| lang::key(l)).collect(),
+        fallback: Fallback::Skip,
+        holdout_seed: hash::Seed::new(&campaign.id, "holdout"),
+        variant_seed: hash::Seed::new(&campaign.id, "variant"),
+        once_key: Arc::from("once"),
+        crossings: Mutex::new(HashMap::new()),
+    };
+    compiled.default_group = compiled.group_for(&lang::normalize(&campaign.default_lang));
+    if !campaign.audience.cities.is_empty() {
+        let mut cities = HashSet::new();
+        for name in &campaign.audience.cities {
+            let city = geo.find_city(name, None).map_err(|source| Error::UnknownCity {
+                campaign: campaign.id.clone(),
+                what: "audience.cities",
+                name: name.clone(),
+                source,
+            })?;
+            cities.insert(city);
+        }
+        compiled.cities = Some(cities);
+    }
+    compiled.fallback = match &campaign.timing.unresolved {
+        Unresolved::Skip => Fallback::Skip,
+        Unresolved::FallbackZone(tz) => Fallback::Zone(*tz),
+        Unresolved::FallbackCity(name) => {
+            Fallback::City(geo.find_city(name, None).map_err(|source| Error::UnknownCity {
+                campaign: campaign.id.clone(),
+                what: "timing.unresolved",
+                name: name.clone(),
+                source,
+            })?)
+        }
+    };
+    Ok(compiled)
+}
+
+impl Compiled {
+    /// The variant group for a normalized tag: along the truncation chain, the
+    /// variant tagged exactly so, else an equivalent one (`cmn` ≡ `zh`).
+    fn group_for(&self, tag: &str) -> Option<usize> {
+        for candidate in lang::chain(tag) {
+            if let Some(group) = self.groups.iter().position(|g| g.tag == candidate) {
+                return Some(group);
+            }
+            let key = lang::key(candidate);
+            if let Some(group) = self.groups.iter().position(|g| g.key == key) {
+                return Some(group);
+            }
+        }
+        None
+    }
+
+    /// The first variant (file order) of the same primary language as a key.
+    fn group_for_primary(&self, key: &str) -> Option<usize> {
+        let primary = lang::primary(key);
+        self.groups.iter().position(|g| lang::primary(&g.key) == primary)
+    }
+
+    fn language_ok(&self, key: &str) -> bool {
+        self.languages.is_empty() || self.languages.iter().any(|l| lang::has_prefix(key, l))
+    }
+
+    fn city_eligible(&self, id: CityId, city: &City) -> bool {
+        (self.countries.is_empty()
+            || self.countries.iter().any(|c| c.eq_ignore_ascii_case(&city.country)))
+            && (self.provinces.is_empty() || {
+                let en = province_key(&city.province);
+                let zh = city.province_zh.as_deref().map(province_key);
+                self.provinces.iter().any(|p| *p == en || zh.as_deref() == Some(p.as_str()))
+            })
+            && self.cities.as_ref().is_none_or(|cities| cities.contains(&id))
+    }
+
+    fn in_bounds(&self, tz: Tz, due: DateTime<Utc>) -> bool {
+        let instant = |bound: &Bound| match bound {
+            Bound::Instant(at) => *at,
+            Bound::Local(local) => local::to_instant(tz, *local).0,
+        };
+        self.campaign.starts.as_ref().is_none_or(|b| due >= instant(b))
+            && self.campaign.ends.as_ref().is_none_or(|b| due < instant(b))
+    }
+
+    fn render(
+        &self,
+        variant: usize,
+        member: &Member,
+        city: Option<&City>,
+        lang: &str,
+        local: NaiveDateTime,
+    ) -> Result<String, minijinja::Error> {
+        let context = TemplateContext {
+            name: member.name.as_deref(),
+            external_id: &member.external_id,
+            city: city.map(|c| c.name.as_str()),
+            city_zh: city.and_then(|c| c.name_zh.as_deref()),
+            province: city.map(|c| c.province.as_str()),
+            province_zh: city.and_then(|c| c.province_zh.as_deref()),
+            country: city.map(|c| c.country.as_str()),
+            lang,
+            local_date: local.date().format("%Y-%m-%d").to_string(),
+            attrs: &member.attrs,
+        };
+        self.templates.get_template(&variant.to_string())?.render(context)
+    }
+}
+
+impl VariantGroup {
+    /// The variant for a member's hash, by weight.
+    fn pick(&self, hash: u64) -> usize {
+        if self.total == 0 {
+            return self.variants[(hash % self.variants.len() as u64) as usize].0;
+        }
+        let point = hash % self.total;
+        self.variants.iter().find(|(_, cumulative)| point < *cumulative).map_or(0, |(i, _)| *i)
+    }
+}
+
+/// Exactly the template fields of [`crate::campaign::TEMPLATE_FIELDS`]; absent
+/// values are left out so strict templates fail on them.
+#[derive(Serialize)]
+struct TemplateContext<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    external_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    city: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    city_zh: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    province: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    province_zh: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<&'a str>,
+    lang: &'a str,
+    local_date: String,
+    attrs: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// Parses a duration written as a number and a unit: `30s`, `90m`, `36h`, `7d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    duration_text::parse(text)
+}
+
+/// Durations written as a number and a unit: `30s`, `90m`, `36h`, `7d`, `2w`.
+mod duration_text {
+    use chrono::Duration;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(super) fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: i64 = number
+            .parse()
+            .map_err(|_| format!("expected a duration like \"7d\" or \"36h\", found {text:?}"))?;
+        let seconds = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            other => {
+                return Err(format!(
+                    "unknown duration unit {other:?} in {text:?} (expected s, m, h, d or w)"
+                ));
+            }
+        };
+        number
+            .checked_mul(seconds)
+            .and_then(Duration::try_seconds)
+            .filter(|d| *d > Duration::zero())
+            .ok_or_else(|| format!("duration {text:?} must be positive and not overflow"))
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let seconds = value.num_seconds();
+        let text = if seconds % 86_400 == 0 {
+            format!("{}d", seconds / 86_400)
+        } else if seconds % 3600 == 0 {
+            format!("{}h", seconds / 3600)
+        } else if seconds % 60 == 0 {
+            format!("{}m", seconds / 60)
+        } else {
+            format!("{seconds}s")
+        };
+        serializer.serialize_str(&text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text).map_err(D::Error::custom)
+    }
+}

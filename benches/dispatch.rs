@@ -1,0 +1,148 @@
+//! Dispatch throughput end to end (ledger claim → HTTP POST → ledger update) on
+//! SQLite and on PostgreSQL, against a local HTTP sink, next to the ceiling: a bare
+//! reqwest client posting the same number of requests to the same sink with the same
+//! concurrency, in the same run. `ALMANAC_BENCH_N` sets the pushes per run
+//! (default 20 000). PostgreSQL is skipped, loudly, when no server answers.
+
+#[path = "../tests/common/sink.rs"]
+mod sink;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use almanac::clock::{Clock, SystemClock};
+use almanac::delivery::{ChannelConfig, Channels, Dispatcher, DispatcherConfig};
+use almanac::members::Member;
+use almanac::metrics::Metrics;
+use almanac::store::testing::TestDb;
+use almanac::store::{NewSend, SendStatus, Store};
+use chrono::Utc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+const CONCURRENCY: usize = 128;
+const BATCH: usize = 1000;
+
+async fn seed(store: &Store, count: usize) {
+    let members: Vec<(Member, Option<almanac::geo::Place>)> = (0..count)
+        .map(|index| {
+            let member = Member {
+                external_id: format!("m{index}"),
+                openid: Some(format!("openid-{index}")),
+                ..Member::default()
+            };
+            (member, None)
+        })
+        .collect();
+    let due = Utc::now() - chrono::Duration::seconds(1);
+    for chunk in members.chunks(2000) {
+        let ids = store.upsert_members(chunk).await.expect("members");
+        let sends: Vec<NewSend> = ids
+            .iter()
+            .map(|id| NewSend {
+                campaign_id: "bench".into(),
+                occurrence: "2026-11-22".into(),
+                member_id: *id,
+                due_at: due,
+                channel: "hook".into(),
+                lang: "zh-Hans".into(),
+                variant: "A".into(),
+                text: "天气转凉变干，记得保湿。".into(),
+                status: SendStatus::Pending,
+            })
+            .collect();
+        store.insert_sends(&sends).await.expect("sends");
+    }
+}
+
+/// The ceiling: `count` POSTs of a push-sized body with `CONCURRENCY` in flight.
+async fn bare_client(url: &str, count: usize) -> f64 {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build().unwrap();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "campaign": "bench", "occurrence": "2026-11-22", "member": "m1", "openid": "openid-1",
+        "lang": "zh-Hans", "variant": "A", "text": "天气转凉变干，记得保湿。",
+        "due_at": Utc::now(), "sent_at": Utc::now(), "attempt": 1,
+    }))
+    .unwrap();
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..count {
+        let slot = slots.clone().acquire_owned().await.unwrap();
+        let request = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", format!("bare:{index}"))
+            .body(body.clone());
+        tasks.spawn(async move {
+            let response = request.send().await.expect("sink answers");
+            response.bytes().await.expect("body");
+            drop(slot);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn dispatch(db: TestDb, count: usize) -> f64 {
+    seed(&db.store, count).await;
+    let sink = sink::Sink::accepting().await;
+    let text = format!("type = \"webhook\"\nurl = \"{}\"\n", sink.url);
+    let configs: BTreeMap<String, ChannelConfig> =
+        BTreeMap::from([("hook".to_owned(), toml::from_str(&text).unwrap())]);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let metrics = Arc::new(Metrics::new());
+    let channels = Channels::from_config(&configs, clock.clone(), metrics.clone()).unwrap();
+    let config = DispatcherConfig {
+        owner: "bench".into(),
+        batch: BATCH,
+        concurrency: CONCURRENCY,
+        lease: chrono::Duration::seconds(60),
+    };
+    let dispatcher = Dispatcher::new(db.store.clone(), channels, clock, metrics, config)
+        .with_poll(StdDuration::from_millis(5));
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let run = tokio::spawn(dispatcher.run(cancel.clone()));
+    while sink.len() < count {
+        tokio::time::sleep(StdDuration::from_millis(2)).await;
+    }
+    cancel.cancel();
+    let stats = run.await.unwrap().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(stats.sent as usize, count, "every push recorded as sent: {stats:?}");
+    let _ = db.cleanup().await;
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let count: usize =
+        std::env::var("ALMANAC_BENCH_N").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let sink = sink::Sink::accepting().await;
+        // Warm up the sink and the client's connections.
+        bare_client(&sink.url, 2_000).await;
+        let ceiling = bare_client(&sink.url, count).await;
+        drop(sink);
+        println!("dispatch: {count} pushes, concurrency {CONCURRENCY}, batch {BATCH}");
+        println!("  bare reqwest client (ceiling): {ceiling:>9.0} req/s");
+        let sqlite = dispatch(TestDb::sqlite().await.expect("sqlite"), count).await;
+        println!(
+            "  dispatcher on SQLite:          {sqlite:>9.0} pushes/s  ({:.0}% of the ceiling)",
+            100.0 * sqlite / ceiling
+        );
+        match TestDb::postgres().await.expect("postgres") {
+            Some(db) => {
+                let postgres = dispatch(db, count).await;
+                println!(
+                    "  dispatcher on PostgreSQL:      {postgres:>9.0} pushes/s  ({:.0}% of the ceiling)",
+                    100.0 * postgres / ceiling
+                );
+            }
+            None => println!("  dispatcher on PostgreSQL:      skipped: no PostgreSQL"),
+        }
+    });
+}

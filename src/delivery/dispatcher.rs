@@ -1,0 +1,447 @@
+//! The dispatcher: claims due ledger rows in batches under a lease
+//! ([`Store::claim_due`]; `FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas share
+//! work without coordinating), sends each through its channel with bounded
+//! concurrency, and records outcomes in batches ([`Store::record_outcomes`], a
+//! group commit of whatever finished while the previous batch was being written).
+//!
+//! Nothing is sent that is not in the ledger first: the dispatcher only sends rows it
+//! claimed. A dispatcher slot (one of `concurrency`) is held from the send until its
+//! outcome is committed, so a crash leaves at most `concurrency` pushes sent but not
+//! marked; after the lease expires they are claimed again and resent with the same
+//! idempotency key.
+//!
+//! Stopping safely: when the cancellation token fires the dispatcher stops claiming,
+//! lets in-flight pushes finish and their outcomes be written (up to the drain
+//! timeout, after which they are abandoned), then returns every row it still holds
+//! to pending ([`Store::release`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::channel::{Attempt, Channels};
+use super::{Error, Result};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::store::{ClaimedSend, Outcome, Store};
+
+/// The longest the dispatcher sleeps (real time) when nothing is due.
+pub const MAX_POLL: Duration = Duration::from_millis(200);
+
+/// What the daemon passes to [`Dispatcher::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatcherConfig {
+    /// Lease owner: unique per process (e.g. `host:pid`).
+    pub owner: String,
+    /// Rows claimed per batch.
+    pub batch: usize,
+    /// Pushes in flight at most (across channels).
+    pub concurrency: usize,
+    /// How long a claim holds a row; a replica that dies loses its rows after this.
+    pub lease: chrono::Duration,
+}
+
+/// The `[dispatcher]` table of `almanac.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherSettings {
+    /// Rows claimed per batch.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Pushes in flight at most.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Lease in seconds; keep it above the time a batch takes through the slowest
+    /// rate limit (`2 × batch / rate_per_second`).
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// Poll interval in milliseconds when nothing is due (at most 200).
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_batch() -> usize {
+    500
+}
+fn default_concurrency() -> usize {
+    64
+}
+fn default_lease_secs() -> u64 {
+    60
+}
+fn default_poll_ms() -> u64 {
+    100
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> Self {
+        Self {
+            batch: default_batch(),
+            concurrency: default_concurrency(),
+            lease_secs: default_lease_secs(),
+            poll_ms: default_poll_ms(),
+        }
+    }
+}
+
+impl DispatcherSettings {
+    /// The dispatcher configuration for lease owner `owner`.
+    pub fn config(&self, owner: impl Into<String>) -> DispatcherConfig {
+        DispatcherConfig {
+            owner: owner.into(),
+            batch: self.batch.max(1),
+            concurrency: self.concurrency.max(1),
+            lease: chrono::Duration::seconds(self.lease_secs.max(1) as i64),
+        }
+    }
+
+    /// The poll interval, capped at [`MAX_POLL`].
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms).clamp(Duration::from_millis(1), MAX_POLL)
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DispatchStats {
+    /// Rows claimed.
+    pub claimed: u64,
+    /// Outcomes recorded as sent.
+    pub sent: u64,
+    /// Outcomes recorded as retry (quota deferrals included).
+    pub retried: u64,
+    /// Outcomes recorded as dead.
+    pub dead: u64,
+    /// Outcomes recorded as skipped (opt-outs).
+    pub skipped: u64,
+    /// Rows returned to pending at stop.
+    pub released: u64,
+}
+
+/// What the daemon keeps to talk to a running dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatcherHandle {
+    channels: Arc<Channels>,
+    wake: Arc<Notify>,
+}
+
+impl DispatcherHandle {
+    /// Replaces the per-campaign rate limits (campaign id → pushes per second);
+    /// call it at start and on every reload.
+    pub fn set_campaign_rates(&self, rates: &HashMap<String, u32>) {
+        self.channels.set_campaign_rates(rates);
+    }
+
+    /// Wakes the dispatcher now (the planner just inserted due rows).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Claims, sends and records.
+pub struct Dispatcher {
+    store: Store,
+    channels: Arc<Channels>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    config: DispatcherConfig,
+    poll: Duration,
+    drain_timeout: Duration,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("config", &self.config)
+            .field("poll", &self.poll)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One finished attempt on its way to the ledger, with the slot it holds.
+struct Finished {
+    member_id: i64,
+    campaign_id: String,
+    channel: String,
+    attempt: Attempt,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store` and `channels` (see the module docs). WeChat
+    /// channels share their access token through `store`.
+    pub fn new(
+        store: Store,
+        mut channels: Channels,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        config: DispatcherConfig,
+    ) -> Self {
+        channels.share_tokens(&store);
+        let config = DispatcherConfig {
+            batch: config.batch.max(1),
+            concurrency: config.concurrency.max(1),
+            ..config
+        };
+        Self {
+            store,
+            channels: Arc::new(channels),
+            clock,
+            metrics,
+            config,
+            poll: Duration::from_millis(default_poll_ms()),
+            drain_timeout: Duration::from_secs(10),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Sets the idle poll interval (capped at [`MAX_POLL`]).
+    pub fn with_poll(mut self, poll: Duration) -> Self {
+        self.poll = poll.clamp(Duration::from_millis(1), MAX_POLL);
+        self
+    }
+
+    /// Sets how long a stop waits for in-flight pushes (default 10 s).
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// A handle for rate limits and wake-ups; take it before [`Dispatcher::run`].
+    pub fn handle(&self) -> DispatcherHandle {
+        DispatcherHandle { channels: self.channels.clone(), wake: self.wake.clone() }
+    }
+
+    /// Runs until `cancel` fires, then drains and releases (see the module docs).
+    pub async fn run(self, cancel: CancellationToken) -> Result<DispatchStats> {
+        let owner = self.config.owner.clone();
+        tracing::info!(
+            owner,
+            batch = self.config.batch,
+            concurrency = self.config.concurrency,
+            "Dispatcher started."
+        );
+        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let (batches_tx, mut batches) = mpsc::channel::<Vec<ClaimedSend>>(1);
+        let (finished_tx, finished) = mpsc::unbounded_channel::<Finished>();
+        let give_up = CancellationToken::new();
+
+        let claimer = tokio::spawn(claim_loop(
+            self.store.clone(),
+            self.clock.clone(),
+            self.config.clone(),
+            self.poll,
+            self.wake.clone(),
+            cancel.clone(),
+            batches_tx,
+        ));
+        let recorder = tokio::spawn(record_loop(
+            self.store.clone(),
+            self.clock.clone(),
+            self.metrics.clone(),
+            self.config.batch.max(self.config.concurrency) * 4,
+            finished,
+            give_up.clone(),
+        ));
+
+        let mut in_flight = JoinSet::new();
+        'dispatch: loop {
+            let rows = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                rows = batches.recv() => match rows {
+                    Some(rows) => rows,
+                    None => break,
+                },
+            };
+            for row in rows {
+                let slot = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break 'dispatch,
+                    slot = slots.clone().acquire_owned() => slot.expect("slots are never closed"),
+                };
+                let channels = self.channels.clone();
+                let finished_tx = finished_tx.clone();
+                in_flight.spawn(async move {
+                    let attempt = channels.attempt(&row).await;
+                    // The recorder outlives every sender; a send error means it gave up.
+                    let _ = finished_tx.send(Finished {
+                        member_id: row.member_id,
+                        campaign_id: row.campaign_id,
+                        channel: row.channel,
+                        attempt,
+                        _slot: slot,
+                    });
+                });
+                while in_flight.try_join_next().is_some() {}
+            }
+        }
+        drop(batches);
+        drop(finished_tx);
+        let claimed = claimer.await.unwrap_or_default();
+
+        // Drain: every slot comes back once its outcome is committed.
+        let permits = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(self.drain_timeout, slots.acquire_many(permits)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                owner,
+                abandoned = in_flight.len(),
+                "In-flight pushes did not finish within the drain timeout; abandoning them."
+            );
+            in_flight.abort_all();
+            give_up.cancel();
+        }
+        while in_flight.join_next().await.is_some() {}
+        let mut stats = recorder.await.unwrap_or_default();
+        stats.claimed = claimed;
+        stats.released = self.store.release(&owner).await?;
+        tracing::info!(
+            owner,
+            claimed = stats.claimed,
+            sent = stats.sent,
+            released = stats.released,
+            "Dispatcher stopped."
+        );
+        Ok(stats)
+    }
+}
+
+/// Claims batches and hands them over; sleeps (at most `poll`, or until woken)
+/// when nothing is due. Returns how many rows it claimed.
+async fn claim_loop(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: DispatcherConfig,
+    poll: Duration,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+    batches: mpsc::Sender<Vec<ClaimedSend>>,
+) -> u64 {
+    let limit = i64::try_from(config.batch).unwrap_or(i64::MAX);
+    let mut claimed = 0_u64;
+    while !cancel.is_cancelled() {
+        let rows = match store.claim_due(&config.owner, clock.now(), config.lease, limit).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(%error, owner = config.owner, "Claiming due pushes failed.");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(MAX_POLL) => continue,
+                }
+            }
+        };
+        claimed += rows.len() as u64;
+        if rows.is_empty() {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            sent = batches.send(rows) => if sent.is_err() { break },
+        }
+    }
+    claimed
+}
+
+/// Writes outcomes in batches: whatever finished while the previous batch was being
+/// written goes into the next one. Slots are freed only after the commit.
+async fn record_loop(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
+    mut finished: mpsc::UnboundedReceiver<Finished>,
+    give_up: CancellationToken,
+) -> DispatchStats {
+    let mut stats = DispatchStats::default();
+    let mut buffer: Vec<Finished> = Vec::with_capacity(max_batch);
+    while let Some(first) = finished.recv().await {
+        buffer.push(first);
+        while buffer.len() < max_batch {
+            match finished.try_recv() {
+                Ok(next) => buffer.push(next),
+                Err(_) => break,
+            }
+        }
+        let opt_outs: Vec<i64> =
+            buffer.iter().filter(|done| done.attempt.opt_out).map(|done| done.member_id).collect();
+        let outcomes: Vec<Outcome> =
+            buffer.iter().map(|done| done.attempt.outcome.clone()).collect();
+        if write(&store, &clock, &opt_outs, &outcomes, &give_up).await.is_err() {
+            // Abandoned: the rows stay claimed and are released (or re-claimed after
+            // the lease) — never lost.
+            buffer.clear();
+            continue;
+        }
+        for done in &buffer {
+            let label = match done.attempt.outcome {
+                Outcome::Sent { .. } => {
+                    stats.sent += 1;
+                    "sent"
+                }
+                Outcome::Retry { .. } => {
+                    stats.retried += 1;
+                    "retry"
+                }
+                Outcome::Dead { .. } => {
+                    stats.dead += 1;
+                    "dead"
+                }
+                Outcome::Skipped { .. } => {
+                    stats.skipped += 1;
+                    "skipped"
+                }
+            };
+            metrics
+                .pushes
+                .with_label_values(&[done.campaign_id.as_str(), &done.channel, label])
+                .inc();
+        }
+        buffer.clear();
+    }
+    stats
+}
+
+/// Opts members out, then records the batch; retries while the store is down,
+/// until `give_up`.
+async fn write(
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    opt_outs: &[i64],
+    outcomes: &[Outcome],
+    give_up: &CancellationToken,
+) -> Result<()> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let result = async {
+            for member in opt_outs {
+                store.opt_out(*member, clock.now()).await?;
+            }
+            store.record_outcomes(outcomes).await
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, rows = outcomes.len(), "Recording outcomes failed; retrying.");
+                tokio::select! {
+                    () = give_up.cancelled() => return Err(Error::Store(error)),
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
