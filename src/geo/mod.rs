@@ -311,7 +311,6 @@ type Point = GeomWithData<[f64; 3], u32>;
 /// The immutable bundled data, parsed once.
 #[derive(Debug)]
 struct GeoData {
-    version: String,
     cities: Vec<City>,
     meta: Vec<CityMeta>,
     by_geonames: HashMap<u32, u32>,
@@ -332,6 +331,7 @@ pub struct Geo {
     tz_override: HashMap<u32, Tz>,
     climate_rows: Vec<ClimateRow>,
     climate_of: Vec<Option<(u32, f32)>>,
+    version: OnceLock<String>,
 }
 
 impl Geo {
@@ -365,7 +365,7 @@ impl Geo {
         }
         let tz_override = zone_overrides(data, &config)?;
         let climate_of = nearest_climate(data, &climate_rows);
-        Ok(Geo { data, config, tz_override, climate_rows, climate_of })
+        Ok(Geo { data, config, tz_override, climate_rows, climate_of, version: OnceLock::new() })
     }
 
     /// The configuration in force.
@@ -374,8 +374,17 @@ impl Geo {
     }
 
     /// Version of the bundled data (members re-resolve when it changes).
+    /// It covers the embedded files and the configuration that changes a `Place`
+    /// (precedence, zone overrides, coordinate radius).
     pub fn data_version(&self) -> &str {
-        &self.data.version
+        self.version.get_or_init(|| {
+            let config = format!(
+                "{:?}|{:?}|{}",
+                self.config.precedence, self.config.zones, self.config.max_coordinate_distance_km
+            );
+            let hash = fnv1a(&[GAZETTEER, PHONE_CN, CALLING_CODES, CLIMATE, &config]);
+            format!("geo-{hash:016x}")
+        })
     }
 
     /// Facts about a city.
@@ -880,9 +889,7 @@ fn load() -> Result<GeoData, GeoError> {
         }
         other => other,
     })?;
-    let version = format!("geo-{:016x}", fnv1a(&[GAZETTEER, PHONE_CN, CALLING_CODES, CLIMATE]));
     Ok(GeoData {
-        version,
         cities,
         meta,
         by_geonames,
