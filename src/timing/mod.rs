@@ -431,11 +431,9 @@ impl<'g> Engine<'g> {
         let mut scratch = Scratch::default();
         for recipient in recipients {
             let start = batch.sends.len();
-            let member_tag =
-                recipient.member.lang.as_deref().map(|tag| (lang::normalize(tag), lang::key(tag)));
-            let member_tag = member_tag.as_ref().map(|(tag, key)| (tag.as_str(), key.as_str()));
+            let mut member_lang = MemberLang::default();
             for ctx in &mut ctxs {
-                self.plan_member(ctx, recipient, member_tag, history, &mut batch);
+                self.plan_member(ctx, recipient, &mut member_lang, history, &mut batch);
             }
             if let Some(cap) = self.config.global_cap
                 && batch.sends.len() > start
@@ -481,7 +479,7 @@ impl<'g> Engine<'g> {
         &self,
         ctx: &mut CampaignCtx<'_>,
         recipient: &Recipient<'_>,
-        member_tag: Option<(&str, &str)>,
+        member_lang: &mut MemberLang,
         history: &History,
         batch: &mut PlanBatch,
     ) {
@@ -522,7 +520,11 @@ impl<'g> Engine<'g> {
                         return;
                     }
                 }
-                if !compiled.language_ok(member_tag.map_or(plan.tag_key.as_str(), |(_, key)| key)) {
+                if !compiled.languages.is_empty()
+                    && !compiled.language_ok(
+                        member_lang.get(member).map_or(plan.tag_key.as_str(), |(_, key)| key),
+                    )
+                {
                     return;
                 }
                 if plan.no_climate {
@@ -539,7 +541,8 @@ impl<'g> Engine<'g> {
                 if has_place_filter(audience) {
                     return skip(batch, SkipReason::Unresolved);
                 }
-                if let Some((_, key)) = member_tag
+                if !compiled.languages.is_empty()
+                    && let Some((_, key)) = member_lang.get(member)
                     && !compiled.language_ok(key)
                 {
                     return;
@@ -560,6 +563,7 @@ impl<'g> Engine<'g> {
         let mut counted = past.iter().filter(|p| *p.campaign_id == *compiled.id).count() as u64;
         // Own language, then the city's dialect (each along its truncation chain),
         // then the same primary language, then the default.
+        let member_tag = member_lang.get(member);
         let group = member_tag
             .and_then(|(tag, _)| compiled.group_for(tag))
             .or(city_group.0)
@@ -797,6 +801,24 @@ impl<'g> Engine<'g> {
                 });
             }
         }
+    }
+}
+
+/// A member's own language tag, normalized and as a matching key, computed only
+/// when a campaign needs it (most members are not due in most windows).
+#[derive(Debug, Default)]
+struct MemberLang {
+    done: bool,
+    tag: Option<(String, String)>,
+}
+
+impl MemberLang {
+    fn get(&mut self, member: &Member) -> Option<(&str, &str)> {
+        if !self.done {
+            self.done = true;
+            self.tag = member.lang.as_deref().map(|tag| (lang::normalize(tag), lang::key(tag)));
+        }
+        self.tag.as_ref().map(|(tag, key)| (tag.as_str(), key.as_str()))
     }
 }
 
