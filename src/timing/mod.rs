@@ -45,6 +45,15 @@
 //! wins (then the earlier send, then the campaign id). Holdout sends are recorded
 //! but reach nobody, so they count for `per_member` and not for the global cap.
 //!
+//! # Skips
+//!
+//! Members of a campaign's audience who get no push are returned as [`Skip`]s with
+//! a [`SkipReason`]. `unresolved` and `no_climate` concern the member as a whole
+//! and come back on every call that covers the member (they will never be sent
+//! until their place changes); `opted_out` when an occurrence is due; the others
+//! (`no_variant`, `render_failed`, `per_member_cap`, `global_cap`) once per due
+//! occurrence. Members outside the audience are not skips.
+//!
 //! # Experiments
 //!
 //! `audience.holdout` and A/B `weight`s are assigned by a fixed hash of the
