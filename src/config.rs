@@ -115,15 +115,15 @@ pub struct Config {
     /// Place resolution settings (owned by `geo`).
     #[serde(default)]
     pub geo: crate::geo::GeoConfig,
-    /// Global frequency cap across campaigns (owned by `timing`).
+    /// Global frequency cap across campaigns (owned by `timing`); absent: no cap.
     #[serde(default)]
-    pub frequency: toml::Table,
+    pub frequency: Option<crate::timing::GlobalCap>,
     /// Delivery channels by name (owned by `delivery`).
     #[serde(default)]
-    pub channels: BTreeMap<String, toml::Table>,
+    pub channels: BTreeMap<String, crate::delivery::ChannelConfig>,
     /// Dispatcher batch, concurrency and lease (owned by `delivery`).
     #[serde(default)]
-    pub dispatcher: toml::Table,
+    pub dispatcher: crate::delivery::dispatcher::DispatcherSettings,
     /// A faster-than-real clock for demonstrations; absent in production.
     #[serde(default)]
     pub demo: Option<DemoConfig>,

@@ -20,7 +20,7 @@
 //!   `shutdown_grace`, then the HTTP server stops; exit 0. A second signal exits at
 //!   once (status 1).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -35,10 +35,12 @@ use tokio_util::sync::CancellationToken;
 use crate::campaign::{Campaign, Severity};
 use crate::clock::{Clock, ScaledClock, SystemClock};
 use crate::config::{Config, read_secret};
+use crate::delivery::{Channels, Dispatcher, DispatcherHandle};
 use crate::geo::Geo;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::store::{NewSend, Resolution, SendStatus, Store};
+use crate::timing::{Engine, EngineConfig, History, PastSend, Recipient};
 
 /// Errors that stop the daemon (before or while starting).
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,9 @@ pub enum Error {
     /// The `[geo]` settings.
     #[error("[geo]: {0}")]
     Geo(#[from] crate::geo::GeoError),
+    /// Channels.
+    #[error("channels: {0}")]
+    Delivery(#[from] crate::delivery::Error),
     /// The job scheduler.
     #[error("scheduler: {0}")]
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
@@ -99,7 +104,8 @@ impl LiveCampaigns {
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
-    fn replace(&self, set: CampaignSet) {
+    /// Swaps in a new set (start, reload) and marks the daemon loaded.
+    pub fn replace(&self, set: CampaignSet) {
         *self.current.write().expect("campaign set lock") = Arc::new(set);
         self.loaded.store(true, Ordering::Release);
     }
@@ -197,28 +203,109 @@ pub fn load_campaigns(dir: &Path) -> Result<Vec<Campaign>, Vec<String>> {
     if errors.is_empty() { Ok(report.campaigns) } else { Err(errors) }
 }
 
+/// Checks a freshly loaded campaign set against this daemon: every channel a
+/// campaign names is configured, and the timing engine compiles it (templates,
+/// cron expressions, audience cities). `Err` lists the problems.
+pub fn check_against(
+    campaigns: &[Campaign],
+    config: &Config,
+    geo: &'static Geo,
+) -> Result<(), Vec<String>> {
+    let mut errors: Vec<String> = campaigns
+        .iter()
+        .filter(|campaign| !config.channels.contains_key(&campaign.channel))
+        .map(|campaign| {
+            format!(
+                "{}: campaign {:?} uses channel {:?}, which almanac.toml does not define \
+                 (configured: {})",
+                campaign.source.path.display(),
+                campaign.id,
+                campaign.channel,
+                config.channels.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect();
+    if let Err(error) = Engine::new(campaigns, geo, engine_config(config)) {
+        errors.push(error.to_string());
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig { global_cap: config.frequency }
+}
+
+/// Per-campaign dispatch rate limits (campaign id → pushes per second).
+fn campaign_rates(campaigns: &[Campaign]) -> HashMap<String, u32> {
+    campaigns
+        .iter()
+        .filter_map(|campaign| Some((campaign.id.clone(), campaign.limits.rate_per_second?)))
+        .collect()
+}
+
+/// The engine compiled for one campaign set minus its paused campaigns.
+struct Compiled {
+    set: Arc<CampaignSet>,
+    paused: HashSet<String>,
+    engine: Engine<'static>,
+}
+
 /// Everything the periodic jobs share.
 struct Core {
     config: Config,
     store: Store,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    geo: &'static Geo,
     campaigns: Arc<LiveCampaigns>,
+    dispatcher: DispatcherHandle,
     /// The HTTP server's bound address (reported in STATUS=).
     listen: std::net::SocketAddr,
+    /// The last compiled engine (rebuilt when the set or the paused ids change).
+    compiled: std::sync::Mutex<Option<Arc<Compiled>>>,
     /// Held while a planner tick runs (shutdown waits for it).
     planner: tokio::sync::Mutex<PlannerState>,
     planner_cancel: CancellationToken,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct PlannerState {
     last_planned: Option<DateTime<Utc>>,
+    /// What the last window was planned with: a new set plans from `now` again.
+    planned_with: Option<Arc<Compiled>>,
 }
 
+/// What one tick planned, for the log: (campaign, city, local time) → (members, language).
+type Summary = BTreeMap<(String, String, String), (usize, String)>;
+
 impl Core {
+    /// The engine for `set` without the `paused` campaigns, cached.
+    fn compiled(
+        &self,
+        set: &Arc<CampaignSet>,
+        paused: &HashSet<String>,
+    ) -> Result<Arc<Compiled>, crate::timing::Error> {
+        let mut cache = self.compiled.lock().expect("engine cache lock");
+        if let Some(compiled) = cache.as_ref()
+            && Arc::ptr_eq(&compiled.set, set)
+            && compiled.paused == *paused
+        {
+            return Ok(compiled.clone());
+        }
+        let active: Vec<Campaign> = set
+            .campaigns
+            .iter()
+            .filter(|campaign| !paused.contains(&campaign.id))
+            .cloned()
+            .collect();
+        let engine = Engine::new(&active, self.geo, engine_config(&self.config))?;
+        let compiled = Arc::new(Compiled { set: set.clone(), paused: paused.clone(), engine });
+        *cache = Some(compiled.clone());
+        Ok(compiled)
+    }
+
     /// One planner tick: plan `[last_planned, now + horizon)` for every active
-    /// campaign, member page by member page.
+    /// campaign, member page by member page, and write the due sends.
     async fn plan_tick(&self) -> Result<u64, crate::store::Error> {
         let Ok(mut state) = self.planner.try_lock() else {
             tracing::debug!("Planner tick skipped: the previous one is still running.");
@@ -227,18 +314,30 @@ impl Core {
         let now = self.clock.now();
         let horizon = chrono::Duration::from_std(self.config.planner.horizon)
             .unwrap_or(chrono::Duration::hours(1));
-        let from = state.last_planned.unwrap_or(now);
+        let paused = paused_campaigns(&self.store).await?;
+        let set = self.campaigns.current();
+        let compiled = match self.compiled(&set, &paused) {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                tracing::error!(%error, "The timing engine rejected the campaigns; not planning.");
+                return Ok(0);
+            }
+        };
+        let same_set = state.planned_with.as_ref().is_some_and(|last| Arc::ptr_eq(last, &compiled));
+        let from = match state.last_planned {
+            Some(last) if same_set => last,
+            // New or changed campaigns (or a resume): plan from now again; the
+            // ledger's unique key and the history make re-planning harmless.
+            Some(last) => last.min(now),
+            None => now,
+        };
         let to = now + horizon;
         if to <= from {
             return Ok(0);
         }
-        let paused = paused_campaigns(&self.store).await?;
-        let set = self.campaigns.current();
-        let active: Vec<&Campaign> = set
-            .campaigns
-            .iter()
-            .filter(|campaign| campaign_state(campaign, &paused) == "active")
-            .collect();
+        let by_id: HashMap<&str, &Campaign> =
+            set.campaigns.iter().map(|campaign| (campaign.id.as_str(), campaign)).collect();
+        let mut summary = Summary::new();
         let mut after = 0;
         let mut inserted = 0;
         loop {
@@ -249,7 +348,37 @@ impl Core {
             let page = self.store.members_page(after, self.config.planner.batch).await?;
             let Some(last) = page.last() else { break };
             after = last.id;
-            let sends = plan_page(&active, &page, from, to);
+            let ids: Vec<i64> = page.iter().map(|member| member.id).collect();
+            let mut history = History::new();
+            for entry in self.store.send_history(&ids, DateTime::UNIX_EPOCH).await? {
+                history.insert(
+                    entry.member_id,
+                    PastSend {
+                        campaign_id: entry.campaign_id.into(),
+                        occurrence: entry.occurrence.into(),
+                        at: entry.due_at,
+                        holdout: entry.holdout,
+                    },
+                );
+            }
+            let sends = {
+                let recipients: Vec<Recipient<'_>> = page
+                    .iter()
+                    .map(|stored| Recipient {
+                        member_id: stored.id,
+                        member: &stored.member,
+                        place: stored.place,
+                    })
+                    .collect();
+                let batch = compiled.engine.plan(&recipients, &history, from, to);
+                for skip in batch.skips.iter().filter(|skip| skip.occurrence.is_some()) {
+                    self.metrics
+                        .plan_skips
+                        .with_label_values(&[&skip.campaign_id, skip.reason.as_str()])
+                        .inc();
+                }
+                self.to_ledger_rows(&by_id, batch.sends, &mut summary)
+            };
             if !sends.is_empty() {
                 inserted += self.store.insert_sends(&sends).await?;
                 for send in &sends {
@@ -258,7 +387,14 @@ impl Core {
             }
         }
         state.last_planned = Some(to);
+        state.planned_with = Some(compiled);
         if inserted > 0 {
+            self.dispatcher.wake();
+            for ((campaign, city, local), (members, lang)) in summary.iter().take(20) {
+                tracing::info!(
+                    "Planned {campaign} for {members} member(s) in {city} at {local} local ({lang})."
+                );
+            }
             tracing::info!(
                 from = %from.format("%Y-%m-%d %H:%M"),
                 to = %to.format("%Y-%m-%d %H:%M"),
@@ -267,6 +403,48 @@ impl Core {
             );
         }
         Ok(inserted)
+    }
+
+    /// Turns the engine's due sends into ledger rows, counting them for the log.
+    fn to_ledger_rows(
+        &self,
+        by_id: &HashMap<&str, &Campaign>,
+        sends: Vec<crate::timing::DueSend>,
+        summary: &mut Summary,
+    ) -> Vec<NewSend> {
+        sends
+            .into_iter()
+            .filter_map(|send| {
+                let campaign = by_id.get(&*send.campaign_id)?;
+                let variant = campaign
+                    .messages
+                    .get(send.variant)
+                    .map_or_else(|| send.variant.to_string(), |message| message.label.clone());
+                let city = send.city.map_or_else(
+                    || send.tz.name().to_owned(),
+                    |city| self.geo.city(city).name.clone(),
+                );
+                let entry = summary
+                    .entry((
+                        campaign.id.clone(),
+                        city,
+                        send.local.format("%Y-%m-%d %H:%M").to_string(),
+                    ))
+                    .or_insert((0, send.lang.to_string()));
+                entry.0 += 1;
+                Some(NewSend {
+                    campaign_id: campaign.id.clone(),
+                    occurrence: send.occurrence.to_string(),
+                    member_id: send.member_id,
+                    due_at: send.due_at,
+                    channel: campaign.channel.clone(),
+                    lang: send.lang.to_string(),
+                    variant,
+                    text: send.text,
+                    status: if send.holdout { SendStatus::Holdout } else { SendStatus::Pending },
+                })
+            })
+            .collect()
     }
 
     /// Refreshes the ledger, campaign and member gauges; returns a STATUS= line.
@@ -305,7 +483,10 @@ impl Core {
     fn reload(&self, why: &str) {
         notify(&reload_states());
         tracing::info!(why, dir = %self.config.campaigns_dir.display(), "Reloading campaigns.");
-        match load_campaigns(&self.config.campaigns_dir) {
+        let loaded = load_campaigns(&self.config.campaigns_dir).and_then(|campaigns| {
+            check_against(&campaigns, &self.config, self.geo).map(|()| campaigns)
+        });
+        match loaded {
             Ok(campaigns) => {
                 let old = self.campaigns.current();
                 let diff = crate::campaign::diff(&old.campaigns, &campaigns);
@@ -315,6 +496,11 @@ impl Core {
                     removed = ?diff.removed,
                     total = campaigns.len(),
                     "Campaigns reloaded."
+                );
+                self.dispatcher.set_campaign_rates(&campaign_rates(&campaigns));
+                self.metrics.init_campaign_labels(
+                    campaigns.iter().map(|c| (c.id.as_str(), c.channel.as_str())),
+                    self.config.channels.keys().map(String::as_str),
                 );
                 self.campaigns.replace(CampaignSet { campaigns });
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
@@ -350,17 +536,6 @@ const ALL_STATUSES: [SendStatus; 6] = [
     SendStatus::Holdout,
     SendStatus::Skipped,
 ];
-
-/// Runs the timing engine over one page of members.
-fn plan_page(
-    campaigns: &[&Campaign],
-    page: &[crate::store::StoredMember],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Vec<NewSend> {
-    let _ = (campaigns, page, from, to);
-    Vec::new()
-}
 
 /// Upserts the member file, resolving each member's place; bad rows are reported
 /// (phones masked) and skipped.
@@ -437,11 +612,17 @@ pub async fn run(options: Options) -> Result<(), Error> {
         import_members(&store, geo, &metrics, file).await?;
     }
     let campaigns = Arc::new(LiveCampaigns::default());
-    match load_campaigns(&config.campaigns_dir) {
+    let loaded = load_campaigns(&config.campaigns_dir)
+        .and_then(|campaigns| check_against(&campaigns, &config, geo).map(|()| campaigns));
+    match loaded {
         Ok(loaded) => {
             tracing::info!(
                 dir = %config.campaigns_dir.display(), campaigns = loaded.len(),
                 "Campaigns loaded."
+            );
+            metrics.init_campaign_labels(
+                loaded.iter().map(|c| (c.id.as_str(), c.channel.as_str())),
+                config.channels.keys().map(String::as_str),
             );
             campaigns.replace(CampaignSet { campaigns: loaded });
         }
@@ -466,13 +647,31 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let root = CancellationToken::new();
     let http_cancel = root.child_token();
     let dispatch_cancel = root.child_token();
+    let dispatch_cancel_for_task = dispatch_cancel.clone();
+    let mut channels = Channels::from_config(&config.channels, clock.clone(), metrics.clone())?;
+    channels.share_tokens(&store);
+    let owner = format!("{}:{}", hostname(), std::process::id());
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        channels,
+        clock.clone(),
+        metrics.clone(),
+        config.dispatcher.config(owner),
+    )
+    .with_poll(config.dispatcher.poll())
+    .with_drain_timeout(config.shutdown_grace);
+    let dispatcher_handle = dispatcher.handle();
+    dispatcher_handle.set_campaign_rates(&campaign_rates(&campaigns.current().campaigns));
     let core = Arc::new(Core {
         config: config.clone(),
         store: store.clone(),
         clock: clock.clone(),
         metrics: metrics.clone(),
+        geo,
         campaigns: campaigns.clone(),
+        dispatcher: dispatcher_handle,
         listen: local,
+        compiled: std::sync::Mutex::new(None),
         planner: tokio::sync::Mutex::new(PlannerState::default()),
         planner_cancel: root.child_token(),
     });
@@ -489,7 +688,20 @@ pub async fn run(options: Options) -> Result<(), Error> {
     };
     let http_task = tasks.spawn(crate::http::serve(listener, state, http_cancel.clone()));
     let _ = http_task;
-    let dispatcher = spawn_dispatcher(&core, dispatch_cancel.clone());
+    let dispatcher = tokio::spawn(async move {
+        match dispatcher.run(dispatch_cancel_for_task).await {
+            Ok(stats) => tracing::info!(
+                claimed = stats.claimed,
+                sent = stats.sent,
+                retried = stats.retried,
+                dead = stats.dead,
+                skipped = stats.skipped,
+                released = stats.released,
+                "Dispatcher finished."
+            ),
+            Err(error) => tracing::error!(%error, "The dispatcher failed."),
+        }
+    });
 
     // The periodic work.
     let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
@@ -573,7 +785,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         tracing::info!("Dispatcher stopped.");
     };
     tokio::select! {
-        result = tokio::time::timeout(grace, drain) => {
+        result = tokio::time::timeout(grace + Duration::from_secs(2), drain) => {
             if result.is_err() {
                 tracing::warn!(grace = ?grace, "Grace period over; releasing what is still claimed.");
             }
@@ -621,9 +833,13 @@ where
     })
 }
 
-fn spawn_dispatcher(core: &Arc<Core>, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
-    let _ = core;
-    tokio::spawn(async move { cancel.cancelled().await })
+/// This machine's name, for the dispatcher's lease owner.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "almanac".to_owned())
 }
 
 /// Watches the campaigns directory; each debounced batch of changes to a
