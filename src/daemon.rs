@@ -49,30 +49,31 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] crate::config::Error),
     /// The store.
-    #[error("store: {0}")]
+    #[error("store")]
     Store(#[from] crate::store::Error),
     /// Campaign files did not load at start (each line a `file:line:col` error).
     #[error("campaigns did not load:\n{0}")]
     Campaigns(String),
     /// The member file.
-    #[error("member file: {0}")]
+    #[error("member file")]
     Members(#[from] crate::members::Error),
     /// Listening, signals, watching.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
         /// Cause.
+        #[source]
         source: std::io::Error,
     },
     /// The `[geo]` settings.
-    #[error("[geo]: {0}")]
+    #[error("[geo]")]
     Geo(#[from] crate::geo::GeoError),
     /// Channels.
-    #[error("channels: {0}")]
+    #[error("channels")]
     Delivery(#[from] crate::delivery::Error),
     /// The job scheduler.
-    #[error("scheduler: {0}")]
+    #[error("scheduler")]
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
 }
 
@@ -689,17 +690,9 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let http_task = tasks.spawn(crate::http::serve(listener, state, http_cancel.clone()));
     let _ = http_task;
     let dispatcher = tokio::spawn(async move {
-        match dispatcher.run(dispatch_cancel_for_task).await {
-            Ok(stats) => tracing::info!(
-                claimed = stats.claimed,
-                sent = stats.sent,
-                retried = stats.retried,
-                dead = stats.dead,
-                skipped = stats.skipped,
-                released = stats.released,
-                "Dispatcher finished."
-            ),
-            Err(error) => tracing::error!(%error, "The dispatcher failed."),
+        // The dispatcher logs its own figures when it stops.
+        if let Err(error) = dispatcher.run(dispatch_cancel_for_task).await {
+            tracing::error!(%error, "The dispatcher failed.");
         }
     });
 
@@ -782,7 +775,6 @@ pub async fn run(options: Options) -> Result<(), Error> {
         if let Err(error) = dispatcher.await {
             tracing::error!(%error, "The dispatcher task failed.");
         }
-        tracing::info!("Dispatcher stopped.");
     };
     tokio::select! {
         result = tokio::time::timeout(grace + Duration::from_secs(2), drain) => {
