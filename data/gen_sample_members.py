@@ -120,6 +120,12 @@ def main():
     # A few members who unsubscribed.
     for member in rng.sample(members, 5):
         member["opted_out_at"] = "2027-06-0%dT09:00:00Z" % rng.randrange(1, 10)
+    # Opt-ins for the weekly digest, drawn from their own stream so the fields
+    # above stay as they were.
+    optin = random.Random(SEED + 1)
+    for member in members:
+        if optin.random() < 0.4:
+            member["tags"] = sorted(member["tags"] + ["digest-optin"])
     for member in members:
         sys.stdout.write(json.dumps(member, ensure_ascii=False, sort_keys=True) + "\n")
 

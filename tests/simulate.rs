@@ -70,7 +70,7 @@ fn moisturizer_reaches_harbin_in_september_and_guangzhou_in_december() {
         assert!(push["lang"].as_str().unwrap().starts_with("yue"), "{push}");
     }
     // One push per member: the campaign's per_member = 1.
-    let mut members: Vec<&str> = pushes.iter().map(|p| p["member"].as_str().unwrap()).collect();
+    let mut members: Vec<i64> = pushes.iter().map(|p| p["member_id"].as_i64().unwrap()).collect();
     let total = members.len();
     members.sort();
     members.dedup();

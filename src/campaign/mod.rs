@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod lang;
 mod load;
 pub mod model;
+pub mod places;
 pub mod raw;
 mod validate;
 
@@ -21,12 +22,13 @@ use std::path::PathBuf;
 pub use diagnostic::{Diagnostic, Format, Severity, render};
 pub use lang::canonical_lang;
 pub use model::*;
+pub use places::BundledGazetteer;
 pub use raw::json_schema;
 pub use validate::{channel_may_forbid_marketing, parse_duration};
 
-/// Checks place names against the gazetteer. `almanac check` passes one once the
-/// gazetteer (`crate::geo`) is wired in; without it, city and province names are
-/// not checked.
+/// Checks place names against a gazetteer. [`crate::geo::Geo`] implements it
+/// (`almanac check` passes the bundled one through [`BundledGazetteer`]); without one, city and province names
+/// are not checked.
 pub trait PlaceNames {
     /// `Ok` when `name` is a known city; otherwise a message, with a did-you-mean
     /// when there is a close name.

@@ -40,8 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(2));
     }
-    // The gazetteer is not wired in yet: city and province names are not checked.
-    let report = campaign::load_paths(&args.paths, None);
+    let report = campaign::load_paths(&args.paths, Some(&campaign::BundledGazetteer));
     let format = match args.format {
         OutputFormat::Human => Format::Human,
         OutputFormat::Json => Format::Json,

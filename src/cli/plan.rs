@@ -134,9 +134,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Loads campaign files and directories; diagnostics go to stderr, errors fail.
 pub(crate) fn load_campaigns(paths: &[PathBuf]) -> anyhow::Result<Vec<Campaign>> {
-    // The campaign loader lands with the campaign-language work.
-    let _ = campaign::TEMPLATE_FIELDS;
-    anyhow::bail!("cannot load {}: the campaign loader is not merged yet", display_paths(paths))
+    let report = campaign::load_paths(paths, None);
+    if !report.diagnostics.is_empty() {
+        eprint!("{}", report.render(campaign::Format::Human));
+    }
+    if report.has_errors() {
+        anyhow::bail!("campaign files have errors (see above); run `almanac check`");
+    }
+    if report.campaigns.is_empty() {
+        anyhow::bail!("no campaign found in {}", display_paths(paths));
+    }
+    Ok(report.campaigns)
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -212,6 +220,16 @@ pub(crate) fn year_bounds(year: i32) -> anyhow::Result<(DateTime<Utc>, DateTime<
     Ok((start(year)?, start(year + 1)?))
 }
 
+/// The campaigns with no late-arrival window: a plan shows when each occurrence
+/// is due, and last year's occurrences still open must not use up this year's caps.
+fn due_only(campaigns: &[Campaign]) -> Vec<Campaign> {
+    let mut campaigns = campaigns.to_vec();
+    for campaign in &mut campaigns {
+        campaign.timing.window = chrono::Duration::zero();
+    }
+    campaigns
+}
+
 /// Plans a year for members read from a file.
 pub fn plan_members(
     campaigns: &[Campaign],
@@ -221,12 +239,12 @@ pub fn plan_members(
     year: i32,
     by: By,
 ) -> anyhow::Result<Plan> {
-    let engine = Engine::new(campaigns, geo, EngineConfig::default())?;
+    let engine = Engine::new(&due_only(campaigns), geo, EngineConfig::default())?;
     let (from, to) = year_bounds(year)?;
     let recipients = recipients(members, places);
     let batch = engine.plan(&recipients, &History::new(), from, to);
     let mut plan = Plan { year, members: recipients.len() as u64, ..Plan::default() };
-    collect(&mut plan, campaigns, geo, batch, from, by);
+    collect(&mut plan, campaigns, geo, batch, by);
     finish(&mut plan);
     Ok(plan)
 }
@@ -242,7 +260,8 @@ pub fn plan_synthetic(
     let (from, to) = year_bounds(year)?;
     let mut plan = Plan { year, ..Plan::default() };
     for campaign in campaigns {
-        let engine = Engine::new(std::slice::from_ref(campaign), geo, EngineConfig::default())?;
+        let engine =
+            Engine::new(&due_only(std::slice::from_ref(campaign)), geo, EngineConfig::default())?;
         let audience = &campaign.audience;
         let mut tags: Vec<String> = audience.tags_all.clone();
         tags.extend(audience.tags_any.first().cloned());
@@ -268,28 +287,17 @@ pub fn plan_synthetic(
         let recipients = recipients(&members, &places);
         plan.members = plan.members.max(recipients.len() as u64);
         let batch = engine.plan(&recipients, &History::new(), from, to);
-        collect(&mut plan, campaigns, geo, batch, from, by);
+        collect(&mut plan, campaigns, geo, batch, by);
     }
     finish(&mut plan);
     Ok(plan)
 }
 
-fn collect(
-    plan: &mut Plan,
-    campaigns: &[Campaign],
-    geo: &Geo,
-    batch: PlanBatch,
-    from: DateTime<Utc>,
-    by: By,
-) {
+fn collect(plan: &mut Plan, campaigns: &[Campaign], geo: &Geo, batch: PlanBatch, by: By) {
     // Rows keyed by everything but the counts.
     type Key = (String, String, String, NaiveDateTime, String, DateTime<Utc>, String, String);
     let mut rows: BTreeMap<Key, Row> = BTreeMap::new();
     for send in batch.sends {
-        // Occurrences still open from last year are not this year's plan.
-        if send.due_at < from {
-            continue;
-        }
         let campaign = campaigns.iter().find(|c| *c.id == *send.campaign_id);
         let variant = campaign
             .and_then(|c| c.messages.get(send.variant))

@@ -83,6 +83,8 @@ pub struct Fired {
     pub campaign: String,
     /// Occurrence key.
     pub occurrence: String,
+    /// The member's id in this run (1-based position in the member file).
+    pub member_id: i64,
     /// Masked external id.
     pub member: String,
     /// Masked phone number.
@@ -219,6 +221,7 @@ fn fired(send: &DueSend, member: &Member, campaigns: &[Campaign], geo: &Geo) -> 
         city_zh: city.and_then(|c| c.name_zh.clone()).filter(|n| !n.is_empty()),
         campaign: send.campaign_id.to_string(),
         occurrence: send.occurrence.to_string(),
+        member_id: send.member_id,
         member: mask_id(&member.external_id),
         phone: member.phone.as_deref().map(mask_phone),
         lang: send.lang.to_string(),

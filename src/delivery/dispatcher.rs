@@ -355,8 +355,14 @@ async fn claim_loop(
     claimed
 }
 
+/// Commits running at once: while one batch is being written the next one is
+/// collected and may start, which hides the database round trip.
+const FLUSHES_IN_FLIGHT: usize = 2;
+
 /// Writes outcomes in batches: whatever finished while the previous batch was being
-/// written goes into the next one. Slots are freed only after the commit.
+/// written goes into the next one (up to [`FLUSHES_IN_FLIGHT`] commits overlap; the
+/// rows are distinct, so their order does not matter). Slots are freed only after
+/// the commit.
 async fn record_loop(
     store: Store,
     clock: Arc<dyn Clock>,
@@ -365,9 +371,11 @@ async fn record_loop(
     mut finished: mpsc::UnboundedReceiver<Finished>,
     give_up: CancellationToken,
 ) -> DispatchStats {
-    let mut stats = DispatchStats::default();
-    let mut buffer: Vec<Finished> = Vec::with_capacity(max_batch);
+    let stats = Arc::new(std::sync::Mutex::new(DispatchStats::default()));
+    let flushes = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
     while let Some(first) = finished.recv().await {
+        let flush = flushes.clone().acquire_owned().await.expect("flushes are never closed");
+        let mut buffer: Vec<Finished> = Vec::with_capacity(max_batch);
         buffer.push(first);
         while buffer.len() < max_batch {
             match finished.try_recv() {
@@ -375,43 +383,57 @@ async fn record_loop(
                 Err(_) => break,
             }
         }
-        let opt_outs: Vec<i64> =
-            buffer.iter().filter(|done| done.attempt.opt_out).map(|done| done.member_id).collect();
-        let outcomes: Vec<Outcome> =
-            buffer.iter().map(|done| done.attempt.outcome.clone()).collect();
-        if write(&store, &clock, &opt_outs, &outcomes, &give_up).await.is_err() {
-            // Abandoned: the rows stay claimed and are released (or re-claimed after
-            // the lease) — never lost.
-            buffer.clear();
-            continue;
-        }
-        for done in &buffer {
-            let label = match done.attempt.outcome {
-                Outcome::Sent { .. } => {
-                    stats.sent += 1;
-                    "sent"
-                }
-                Outcome::Retry { .. } => {
-                    stats.retried += 1;
-                    "retry"
-                }
-                Outcome::Dead { .. } => {
-                    stats.dead += 1;
-                    "dead"
-                }
-                Outcome::Skipped { .. } => {
-                    stats.skipped += 1;
-                    "skipped"
-                }
-            };
-            metrics
-                .pushes
-                .with_label_values(&[done.campaign_id.as_str(), &done.channel, label])
-                .inc();
-        }
-        buffer.clear();
+        let (store, clock, metrics) = (store.clone(), clock.clone(), metrics.clone());
+        let (give_up, stats) = (give_up.clone(), stats.clone());
+        tokio::spawn(async move {
+            flush_batch(&store, &clock, &metrics, buffer, &give_up, &stats).await;
+            drop(flush);
+        });
     }
-    stats
+    let all = u32::try_from(FLUSHES_IN_FLIGHT).unwrap_or(u32::MAX);
+    let _ = flushes.acquire_many(all).await;
+    stats.lock().expect("stats lock").clone()
+}
+
+/// Commits one batch, then counts it (stats and `pushes`); dropping the batch frees
+/// its dispatcher slots. An abandoned batch (store down past the drain) stays
+/// claimed and is released, or re-claimed after the lease: never lost.
+async fn flush_batch(
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    metrics: &Metrics,
+    buffer: Vec<Finished>,
+    give_up: &CancellationToken,
+    stats: &std::sync::Mutex<DispatchStats>,
+) {
+    let opt_outs: Vec<i64> =
+        buffer.iter().filter(|done| done.attempt.opt_out).map(|done| done.member_id).collect();
+    let outcomes: Vec<Outcome> = buffer.iter().map(|done| done.attempt.outcome.clone()).collect();
+    if write(store, clock, &opt_outs, &outcomes, give_up).await.is_err() {
+        return;
+    }
+    let mut stats = stats.lock().expect("stats lock");
+    for done in &buffer {
+        let label = match done.attempt.outcome {
+            Outcome::Sent { .. } => {
+                stats.sent += 1;
+                "sent"
+            }
+            Outcome::Retry { .. } => {
+                stats.retried += 1;
+                "retry"
+            }
+            Outcome::Dead { .. } => {
+                stats.dead += 1;
+                "dead"
+            }
+            Outcome::Skipped { .. } => {
+                stats.skipped += 1;
+                "skipped"
+            }
+        };
+        metrics.pushes.with_label_values(&[done.campaign_id.as_str(), &done.channel, label]).inc();
+    }
 }
 
 /// Opts members out, then records the batch; retries while the store is down,

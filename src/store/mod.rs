@@ -472,45 +472,40 @@ impl Store {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<&str> = rows.iter().map(|(m, _)| m.external_id.as_str()).collect();
-        let existing =
-            dispatch!(self, |pool, backend| backend::members_by_external_ids(pool, &ids).await?);
-        let existing: std::collections::HashMap<String, StoredMemberFull> =
-            existing.into_iter().map(|row| (row.stored.member.external_id.clone(), row)).collect();
-        // The last occurrence of each external id is the one written.
+        // Instants are stored with microsecond precision: compare them that way.
+        let truncated: Vec<(Member, Resolution)>;
+        let rows = if rows.iter().any(|(member, _)| has_sub_micros(member)) {
+            truncated = rows
+                .iter()
+                .map(|(member, resolution)| (truncate_instants(member.clone()), resolution.clone()))
+                .collect();
+            &truncated
+        } else {
+            rows
+        };
+        // The last occurrence of each external id is the one written; every
+        // writer locks rows in external id order (no deadlocks between imports).
         let mut last = std::collections::HashMap::new();
         for (index, (member, _)) in rows.iter().enumerate() {
             last.insert(member.external_id.as_str(), index);
         }
-        let mut kinds = Vec::with_capacity(rows.len());
-        let mut to_write: Vec<&(Member, Resolution)> = Vec::new();
-        for (index, row) in rows.iter().enumerate() {
-            let kind = match existing.get(&row.0.external_id) {
-                None => UpsertKind::Inserted,
-                Some(old) if old.same_as(&row.0, &row.1) => UpsertKind::Unchanged,
-                Some(_) => UpsertKind::Updated,
-            };
-            if kind != UpsertKind::Unchanged && last[row.0.external_id.as_str()] == index {
-                to_write.push(row);
-            }
-            kinds.push(kind);
-        }
-        to_write.sort_by(|a, b| a.0.external_id.cmp(&b.0.external_id));
+        let mut unique: Vec<&(Member, Resolution)> =
+            last.values().map(|&index| &rows[index]).collect();
+        unique.sort_by(|a, b| a.0.external_id.cmp(&b.0.external_id));
         let written =
-            dispatch!(self, |pool, backend| backend::write_members(pool, &to_write).await?);
-        let mut id_of: std::collections::HashMap<&str, i64> =
-            existing.iter().map(|(key, row)| (key.as_str(), row.stored.id)).collect();
-        for (external_id, id) in &written {
-            id_of.insert(external_id.as_str(), *id);
-        }
+            dispatch!(self, |pool, backend| backend::upsert_members(pool, &unique).await?);
+        let outcome: std::collections::HashMap<&str, Upserted> = written
+            .iter()
+            .map(|(external_id, id, kind)| {
+                (external_id.as_str(), Upserted { id: *id, kind: *kind })
+            })
+            .collect();
         rows.iter()
-            .zip(kinds)
-            .map(|((member, _), kind)| {
-                let id = *id_of.get(member.external_id.as_str()).ok_or_else(|| Error::Corrupt {
+            .map(|(member, _)| {
+                outcome.get(member.external_id.as_str()).copied().ok_or_else(|| Error::Corrupt {
                     table: "members",
                     reason: format!("upsert returned no id for {:?}", member.external_id),
-                })?;
-                Ok(Upserted { id, kind })
+                })
             })
             .collect()
     }
@@ -769,6 +764,21 @@ impl Store {
     pub async fn dump_all_text(&self) -> Result<Vec<(String, String)>> {
         dispatch!(self, |pool, backend| backend::dump_all_text(pool).await)
     }
+}
+
+fn has_sub_micros(member: &Member) -> bool {
+    [member.opted_out_at, member.last_interaction_at]
+        .into_iter()
+        .flatten()
+        .any(|at| at.timestamp_subsec_nanos() % 1000 != 0)
+}
+
+/// Drops sub-microsecond digits, which neither backend stores.
+pub(crate) fn truncate_instants(mut member: Member) -> Member {
+    use chrono::SubsecRound;
+    member.opted_out_at = member.opted_out_at.map(|at| at.trunc_subsecs(6));
+    member.last_interaction_at = member.last_interaction_at.map(|at| at.trunc_subsecs(6));
+    member
 }
 
 /// A stored member plus what upserts compare (the data version).

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgPool, PgRow};
 
 use super::{
     AuditEntry, CampaignState, ClaimedSend, HistoryEntry, MemberCounts, NewSend, OutcomeRow,
-    Resolution, Result, SendRow, StoredMember, StoredMemberFull, WechatToken,
+    Resolution, Result, SendRow, StoredMember, StoredMemberFull, UpsertKind, WechatToken,
 };
 use crate::members::Member;
 
@@ -143,10 +143,12 @@ impl ResolutionArrays {
     }
 }
 
-pub(super) async fn write_members(
+/// Upserts members (unique external ids, sorted) in one statement that also
+/// says which were inserted, updated (something differed) or unchanged.
+pub(super) async fn upsert_members(
     pool: &PgPool,
     rows: &[&(Member, Resolution)],
-) -> Result<Vec<(String, i64)>> {
+) -> Result<Vec<(String, i64, UpsertKind)>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -168,33 +170,52 @@ pub(super) async fn write_members(
         a.last_interaction_at.push(member.last_interaction_at);
         a.resolutions.push(resolution);
     }
+    // The final SELECT sees the snapshot from before the INSERT: existing rows
+    // the INSERT did not return are the unchanged ones.
     let rows = sqlx::query(
-        "INSERT INTO members (external_id, openid, name, phone, city, province, lat, lon, ip, \
-           lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, \
-           place_source, place_confidence, place_distance_km, unresolved_reason, data_version) \
-         SELECT v.external_id, v.openid, v.name, v.phone, v.city, v.province, v.lat, v.lon, \
-           v.ip, v.lang, v.tags::jsonb, v.attrs::jsonb, v.opted_out_at, v.last_interaction_at, \
-           v.place_city_id, v.place_tz, v.place_source, v.place_confidence, \
-           v.place_distance_km, v.unresolved_reason, v.data_version \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-           $7::float8[], $8::float8[], $9::text[], $10::text[], $11::text[], $12::text[], \
-           $13::timestamptz[], $14::timestamptz[], $15::int8[], $16::text[], $17::text[], \
-           $18::float8[], $19::float8[], $20::text[], $21::text[]) \
-           AS v(external_id, openid, name, phone, city, province, lat, lon, ip, lang, tags, \
-           attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, place_source, \
-           place_confidence, place_distance_km, unresolved_reason, data_version) \
-         ON CONFLICT (external_id) DO UPDATE SET openid = excluded.openid, \
-           name = excluded.name, phone = excluded.phone, city = excluded.city, \
-           province = excluded.province, lat = excluded.lat, lon = excluded.lon, \
-           ip = excluded.ip, lang = excluded.lang, tags = excluded.tags, attrs = excluded.attrs, \
-           opted_out_at = excluded.opted_out_at, \
-           last_interaction_at = excluded.last_interaction_at, \
-           place_city_id = excluded.place_city_id, place_tz = excluded.place_tz, \
-           place_source = excluded.place_source, place_confidence = excluded.place_confidence, \
-           place_distance_km = excluded.place_distance_km, \
-           unresolved_reason = excluded.unresolved_reason, data_version = excluded.data_version, \
-           updated_at = now() \
-         RETURNING external_id, id",
+        "WITH v AS ( \
+           SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::float8[], $8::float8[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::timestamptz[], $14::timestamptz[], $15::int8[], $16::text[], \
+             $17::text[], $18::float8[], $19::float8[], $20::text[], $21::text[]) \
+             AS v(external_id, openid, name, phone, city, province, lat, lon, ip, lang, tags, \
+             attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, place_source, \
+             place_confidence, place_distance_km, unresolved_reason, data_version)), \
+         up AS ( \
+           INSERT INTO members AS m (external_id, openid, name, phone, city, province, lat, \
+             lon, ip, lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, \
+             place_tz, place_source, place_confidence, place_distance_km, unresolved_reason, \
+             data_version) \
+           SELECT v.external_id, v.openid, v.name, v.phone, v.city, v.province, v.lat, v.lon, \
+             v.ip, v.lang, v.tags::jsonb, v.attrs::jsonb, v.opted_out_at, v.last_interaction_at, \
+             v.place_city_id, v.place_tz, v.place_source, v.place_confidence, \
+             v.place_distance_km, v.unresolved_reason, v.data_version FROM v \
+           ON CONFLICT (external_id) DO UPDATE SET openid = excluded.openid, \
+             name = excluded.name, phone = excluded.phone, city = excluded.city, \
+             province = excluded.province, lat = excluded.lat, lon = excluded.lon, \
+             ip = excluded.ip, lang = excluded.lang, tags = excluded.tags, \
+             attrs = excluded.attrs, opted_out_at = excluded.opted_out_at, \
+             last_interaction_at = excluded.last_interaction_at, \
+             place_city_id = excluded.place_city_id, place_tz = excluded.place_tz, \
+             place_source = excluded.place_source, \
+             place_confidence = excluded.place_confidence, \
+             place_distance_km = excluded.place_distance_km, \
+             unresolved_reason = excluded.unresolved_reason, \
+             data_version = excluded.data_version, updated_at = now() \
+           WHERE (m.openid, m.name, m.phone, m.city, m.province, m.lat, m.lon, m.ip, m.lang, \
+             m.tags, m.attrs, m.opted_out_at, m.last_interaction_at, m.place_city_id, \
+             m.place_tz, m.place_source, m.place_confidence, m.place_distance_km, \
+             m.unresolved_reason, m.data_version) IS DISTINCT FROM (excluded.openid, \
+             excluded.name, excluded.phone, excluded.city, excluded.province, excluded.lat, \
+             excluded.lon, excluded.ip, excluded.lang, excluded.tags, excluded.attrs, \
+             excluded.opted_out_at, excluded.last_interaction_at, excluded.place_city_id, \
+             excluded.place_tz, excluded.place_source, excluded.place_confidence, \
+             excluded.place_distance_km, excluded.unresolved_reason, excluded.data_version) \
+           RETURNING m.external_id, m.id, (m.xmax = 0) AS inserted) \
+         SELECT external_id, id, CASE WHEN inserted THEN 0 ELSE 1 END AS kind FROM up \
+         UNION ALL \
+         SELECT m.external_id, m.id, 2 FROM members m JOIN v ON m.external_id = v.external_id \
+         WHERE NOT EXISTS (SELECT 1 FROM up WHERE up.external_id = m.external_id)",
     )
     .bind(&a.external_id)
     .bind(&a.openid)
@@ -219,7 +240,16 @@ pub(super) async fn write_members(
     .bind(&a.resolutions.version)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    rows.iter()
+        .map(|row| {
+            let kind = match row.try_get::<i32, _>(2)? {
+                0 => UpsertKind::Inserted,
+                1 => UpsertKind::Updated,
+                _ => UpsertKind::Unchanged,
+            };
+            Ok((row.try_get(0)?, row.try_get(1)?, kind))
+        })
+        .collect()
 }
 
 pub(super) async fn write_resolutions(pool: &PgPool, rows: &[(i64, Resolution)]) -> Result<()> {

@@ -78,7 +78,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::campaign::{Bound, Campaign, ClimateMetric, Crossing, Trigger, Unresolved};
-use crate::geo::{City, CityId, Geo, Place};
+use crate::geo::{City, CityId, CityLookupError, Geo, Place, name_key};
 use crate::members::Member;
 
 /// Errors compiling a campaign set.
@@ -902,7 +902,7 @@ fn province_key(name: &str) -> String {
             break;
         }
     }
-    key
+    name_key(&key)
 }
 
 fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
@@ -981,13 +981,28 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
     if !campaign.audience.cities.is_empty() {
         let mut cities = HashSet::new();
         for name in &campaign.audience.cities {
-            let city = geo.find_city(name, None).map_err(|source| Error::UnknownCity {
-                campaign: campaign.id.clone(),
-                what: "audience.cities",
-                name: name.clone(),
-                source,
-            })?;
-            cities.insert(city);
+            match geo.lookup_city(name, None) {
+                Ok((city, _)) => {
+                    cities.insert(city);
+                }
+                // A name several cities share matches members of any of them.
+                Err(CityLookupError::Ambiguous { .. }) => {
+                    let key = name_key(name);
+                    cities.extend(geo.cities().filter_map(|(id, city)| {
+                        let zh = city.name_zh.as_deref().map(name_key);
+                        (name_key(&city.name) == key || zh.as_deref() == Some(key.as_str()))
+                            .then_some(id)
+                    }));
+                }
+                Err(error) => {
+                    return Err(Error::UnknownCity {
+                        campaign: campaign.id.clone(),
+                        what: "audience.cities",
+                        name: name.clone(),
+                        source: crate::geo::ResolveError::Unresolved(vec![error.to_string()]),
+                    });
+                }
+            }
         }
         compiled.cities = Some(cities);
     }
@@ -1167,5 +1182,47 @@ mod duration_text {
     ) -> Result<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
         parse(&text).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_cap_reads_from_the_daemon_config() {
+        let cap: GlobalCap = toml::from_str("max = 2\nper = \"7d\"").unwrap();
+        assert_eq!(cap, GlobalCap { max: 2, per: Duration::days(7) });
+        let unknown = toml::from_str::<GlobalCap>("max = 2\nper = \"7d\"\nburst = 1").unwrap_err();
+        assert!(unknown.to_string().contains("unknown field `burst`"), "{unknown}");
+        let unit = toml::from_str::<GlobalCap>("max = 2\nper = \"7y\"").unwrap_err();
+        assert!(unit.to_string().contains("unknown duration unit"), "{unit}");
+        assert_eq!(parse_duration("36h"), Ok(Duration::hours(36)));
+        assert!(parse_duration("0d").is_err());
+    }
+
+    #[test]
+    fn rolling_cap_counts_every_period_containing_the_new_push() {
+        let t = |h: i64| DateTime::<Utc>::UNIX_EPOCH + Duration::hours(h);
+        let cap = GlobalCap { max: 2, per: Duration::hours(24) };
+        assert!(fits(&[t(0)], t(10), cap));
+        assert!(!fits(&[t(0), t(5)], t(10), cap));
+        // 0 and 30 are 30 h apart; 20 shares a day with each of them, but only with one at a time.
+        assert!(fits(&[t(0), t(30)], t(20), cap));
+        assert!(!fits(&[t(0), t(20), t(30)], t(25), cap));
+        assert!(fits(&[t(0), t(5)], t(24), cap));
+    }
+
+    #[test]
+    fn haversine_harbin_to_guangzhou() {
+        let km = haversine_km(45.75, 126.65, 23.1167, 113.25);
+        assert!((km - 2800.0).abs() < 60.0, "{km}");
+    }
+
+    #[test]
+    fn province_names_match_in_either_language() {
+        assert_eq!(province_key("黑龙江省"), province_key("黑龙江"));
+        assert_eq!(province_key("Guangdong Province"), province_key("guangdong"));
+        assert_eq!(province_key("广西壮族自治区"), province_key("广西"));
     }
 }

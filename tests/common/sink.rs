@@ -20,6 +20,8 @@ use axum::routing::post;
 pub enum Reply {
     /// 200 OK.
     Ok,
+    /// 200 OK after this delay (a slow but healthy receiver).
+    SlowOk(Duration),
     /// This status, no `Retry-After`.
     Status(u16),
     /// 429 with this `Retry-After` value.
@@ -32,7 +34,7 @@ impl Reply {
     /// The label the sink counts this reply under.
     pub fn label(&self) -> String {
         match self {
-            Self::Ok => "ok".into(),
+            Self::Ok | Self::SlowOk(_) => "ok".into(),
             Self::Status(status) => format!("http_{status}"),
             Self::TooMany(_) => "http_429".into(),
             Self::Stall(_) => "stall".into(),
@@ -119,6 +121,10 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     let _ = index;
     let response = match reply {
         Reply::Ok => StatusCode::OK.into_response(),
+        Reply::SlowOk(delay) => {
+            tokio::time::sleep(delay).await;
+            StatusCode::OK.into_response()
+        }
         Reply::Status(status) => StatusCode::from_u16(status).unwrap().into_response(),
         Reply::TooMany(after) => {
             (StatusCode::TOO_MANY_REQUESTS, [("retry-after", after)]).into_response()
@@ -169,7 +175,7 @@ impl Sink {
     pub fn accepted(&self) -> HashMap<String, usize> {
         let log = self.shared.log.lock().unwrap();
         let mut accepted = HashMap::new();
-        for request in log.received.iter().filter(|r| r.reply == Reply::Ok) {
+        for request in log.received.iter().filter(|r| r.reply.label() == "ok") {
             *accepted.entry(request.key.clone()).or_insert(0) += 1;
         }
         accepted

@@ -1,0 +1,358 @@
+//! Member import throughput: `members::import` of N synthetic members (a CSV
+//! written to a temp file) into SQLite and PostgreSQL, against the raw bulk-insert
+//! ceiling of the same database measured in the same run (a multi-row INSERT of
+//! the same, already parsed rows into a bare table with the same columns; COPY
+//! on PostgreSQL). `ALMANAC_BENCH_MEMBERS` sets N (default 1,000,000).
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use almanac::geo::Geo;
+use almanac::members::{self, ImportSummary, Member, Resolver};
+use almanac::store::testing::TestDb;
+use sqlx::{Connection, QueryBuilder};
+
+const CITIES: [(&str, &str, f64, f64); 6] = [
+    ("哈尔滨", "黑龙江省", 45.75, 126.63),
+    ("Guangzhou", "Guangdong", 23.13, 113.26),
+    ("上海", "", 31.23, 121.47),
+    ("Chengdu", "Sichuan", 30.66, 104.07),
+    ("", "", 39.90, 116.40),
+    ("", "", 0.0, 0.0),
+];
+
+fn write_csv(path: &Path, count: usize) -> std::io::Result<()> {
+    let mut out = BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "external_id,openid,name,phone,city,province,lat,lon,ip,lang,tags,attr.tier")?;
+    for n in 0..count {
+        let (city, province, lat, lon) = CITIES[n % CITIES.len()];
+        let coordinates = if n % 3 == 0 && lat != 0.0 {
+            format!("{:.4},{:.4}", lat + (n % 100) as f64 / 1000.0, lon)
+        } else {
+            ",".to_string()
+        };
+        let phone = if n % CITIES.len() == 5 { String::new() } else { format!("139{:08}", n) };
+        writeln!(
+            out,
+            "crm-{n:08},oOPENID{n:012}abcdef,Member {n},{phone},{city},{province},{coordinates},\
+             ,zh-Hans,skincare;vip,{}",
+            ["gold", "silver", ""][n % 3]
+        )?;
+    }
+    out.flush()
+}
+
+/// The resolver: the bundled place knowledge when it is built, else a stand-in of
+/// similar shape (reported in the output).
+fn resolver() -> (Resolver, String, &'static str) {
+    match std::panic::catch_unwind(|| {
+        let geo = Geo::bundled();
+        let _ = geo.data_version();
+        geo
+    }) {
+        Ok(geo) => {
+            let (resolver, version) = members::geo_resolver(geo);
+            (resolver, version, "bundled geo")
+        }
+        Err(_) => {
+            let stand_in: Resolver = Arc::new(|member: &Member| {
+                let has_hint =
+                    member.city.is_some() || member.lat.is_some() || member.phone.is_some();
+                if has_hint {
+                    Ok(almanac::geo::Place {
+                        city: almanac::geo::CityId(1),
+                        tz: chrono_tz::Asia::Shanghai,
+                        source: almanac::geo::PlaceSource::Explicit,
+                        confidence: 1.0,
+                        distance_km: None,
+                    })
+                } else {
+                    Err("no location hint".into())
+                }
+            });
+            (stand_in, "stand-in".into(), "stand-in resolver (geo not built)")
+        }
+    }
+}
+
+fn parse_all(path: &Path) -> Vec<Member> {
+    members::read_file(path).expect("open").map(|row| row.expect("good row")).collect()
+}
+
+const RAW_COLUMNS: &str = "external_id, openid, name, phone, city, province, lat, lon, ip, lang, \
+    tags, attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, place_source, \
+    place_confidence, place_distance_km, unresolved_reason, data_version";
+
+fn push_raw<'a, DB: sqlx::Database>(
+    mut row: sqlx::query_builder::Separated<'_, 'a, DB, &'static str>,
+    member: &'a Member,
+) where
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<f64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    row.push_bind(&member.external_id)
+        .push_bind(member.openid.as_ref())
+        .push_bind(member.name.as_ref())
+        .push_bind(member.phone.as_ref())
+        .push_bind(member.city.as_ref())
+        .push_bind(member.province.as_ref())
+        .push_bind(member.lat)
+        .push_bind(member.lon)
+        .push_bind(member.ip.as_ref())
+        .push_bind(member.lang.as_ref())
+        .push_bind(serde_json::to_string(&member.tags).unwrap())
+        .push_bind(serde_json::to_string(&member.attrs).unwrap())
+        .push_bind(None::<i64>)
+        .push_bind(None::<i64>)
+        .push_bind(Some(1i64))
+        .push_bind(Some("Asia/Shanghai".to_string()))
+        .push_bind(Some("explicit".to_string()))
+        .push_bind(Some(1.0f64))
+        .push_bind(None::<f64>)
+        .push_bind(None::<String>)
+        .push_bind(Some("v".to_string()));
+}
+
+async fn sqlite_ceiling(url: &str, rows: &[Member]) -> f64 {
+    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    sqlx::query("CREATE TABLE members_raw AS SELECT * FROM members WHERE 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for batch in rows.chunks(members::DEFAULT_BATCH) {
+        let mut tx = pool.begin().await.unwrap();
+        let rows_per_statement: usize =
+            std::env::var("CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(32_766 / 21);
+        for chunk in batch.chunks(rows_per_statement) {
+            let mut query: QueryBuilder<sqlx::Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO members_raw ({RAW_COLUMNS}) "));
+            query.push_values(chunk, |row, member| {
+                let row: sqlx::query_builder::Separated<'_, '_, sqlx::Sqlite, &'static str> = row;
+                push_raw(row, member)
+            });
+            query.build().execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    pool.close().await;
+    seconds
+}
+
+async fn pg_ceilings(url: &str, rows: &[Member]) -> (f64, f64) {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("CREATE TABLE members_raw AS SELECT * FROM members WITH NO DATA")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Multi-row INSERT in the import's batch size.
+    let started = Instant::now();
+    for batch in rows.chunks(members::DEFAULT_BATCH) {
+        let mut query: QueryBuilder<sqlx::Postgres> =
+            QueryBuilder::new(format!("INSERT INTO members_raw ({RAW_COLUMNS}) "));
+        query.push_values(batch, |mut row, member| {
+            row.push_bind(&member.external_id)
+                .push_bind(member.openid.as_ref())
+                .push_bind(member.name.as_ref())
+                .push_bind(member.phone.as_ref())
+                .push_bind(member.city.as_ref())
+                .push_bind(member.province.as_ref())
+                .push_bind(member.lat)
+                .push_bind(member.lon)
+                .push_bind(member.ip.as_ref())
+                .push_bind(member.lang.as_ref())
+                .push_bind(serde_json::to_value(&member.tags).unwrap())
+                .push_bind(serde_json::to_value(&member.attrs).unwrap())
+                .push_bind(None::<chrono::DateTime<chrono::Utc>>)
+                .push_bind(None::<chrono::DateTime<chrono::Utc>>)
+                .push_bind(Some(1i64))
+                .push_bind(Some("Asia/Shanghai"))
+                .push_bind(Some("explicit"))
+                .push_bind(Some(1.0f64))
+                .push_bind(None::<f64>)
+                .push_bind(None::<String>)
+                .push_bind(Some("v"));
+        });
+        query.build().execute(&mut conn).await.unwrap();
+    }
+    let insert_seconds = started.elapsed().as_secs_f64();
+    sqlx::query("TRUNCATE members_raw").execute(&mut conn).await.unwrap();
+
+    // COPY of the same rows (CSV built in memory first, not timed).
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for member in rows {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let float = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+        writer
+            .write_record([
+                member.external_id.clone(),
+                text(&member.openid),
+                text(&member.name),
+                text(&member.phone),
+                text(&member.city),
+                text(&member.province),
+                float(member.lat),
+                float(member.lon),
+                text(&member.ip),
+                text(&member.lang),
+                serde_json::to_string(&member.tags).unwrap(),
+                serde_json::to_string(&member.attrs).unwrap(),
+                String::new(),
+                String::new(),
+                "1".into(),
+                "Asia/Shanghai".into(),
+                "explicit".into(),
+                "1".into(),
+                String::new(),
+                String::new(),
+                "v".into(),
+            ])
+            .unwrap();
+    }
+    let data = writer.into_inner().unwrap();
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY members_raw ({RAW_COLUMNS}) FROM STDIN (FORMAT csv)"))
+        .await
+        .unwrap();
+    for chunk in data.chunks(1 << 20) {
+        copy.send(chunk).await.unwrap();
+    }
+    copy.finish().await.unwrap();
+    let copy_seconds = started.elapsed().as_secs_f64();
+    conn.close().await.unwrap();
+    (insert_seconds, copy_seconds)
+}
+
+/// The store's upsert alone, on rows already parsed and resolved.
+async fn upsert_only(db: &TestDb, rows: &[Member]) -> f64 {
+    let resolution = almanac::store::Resolution {
+        place: None,
+        unresolved_reason: Some("x".into()),
+        data_version: Some("v".into()),
+    };
+    let rows: Vec<(Member, almanac::store::Resolution)> =
+        rows.iter().map(|m| (m.clone(), resolution.clone())).collect();
+    let started = Instant::now();
+    for batch in rows.chunks(members::DEFAULT_BATCH) {
+        db.store.upsert_resolved(batch).await.unwrap();
+    }
+    started.elapsed().as_secs_f64()
+}
+
+async fn import(
+    db: &TestDb,
+    path: &Path,
+    resolver: &Resolver,
+    version: &str,
+) -> (ImportSummary, f64) {
+    let started = Instant::now();
+    let summary = members::import(
+        &db.store,
+        members::read_file(path).unwrap(),
+        resolver.clone(),
+        version,
+        std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(members::DEFAULT_BATCH),
+        &mut |error| panic!("unexpected bad row: {error}"),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    (summary, started.elapsed().as_secs_f64())
+}
+
+fn line(backend: &str, path: &str, rows: usize, seconds: f64, ratio: Option<f64>) {
+    let rate = rows as f64 / seconds;
+    let ratio = ratio.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_default();
+    println!("{backend:<9} {path:<40} {rows:>9} {seconds:>8.2} {rate:>10.0} {ratio:>8}");
+}
+
+fn main() {
+    let count: usize = std::env::var("ALMANAC_BENCH_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("members.csv");
+    write_csv(&path, count).unwrap();
+    let (resolver, version, resolver_name) = resolver();
+    let started = Instant::now();
+    let parsed = parse_all(&path);
+    let parse_seconds = started.elapsed().as_secs_f64();
+    assert_eq!(parsed.len(), count);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    println!(
+        "members import: {count} synthetic members, {resolver_name}, batch {}",
+        members::DEFAULT_BATCH
+    );
+    println!(
+        "{:<9} {:<40} {:>9} {:>8} {:>10} {:>8}",
+        "backend", "path", "rows", "seconds", "rows/s", "of ceil."
+    );
+    line("-", "read + validate the CSV only", count, parse_seconds, None);
+    runtime.block_on(async {
+        // SQLite: ceiling and import on separate fresh files.
+        let ceiling_db = TestDb::sqlite().await.unwrap();
+        let ceiling = sqlite_ceiling(&ceiling_db.url, &parsed).await;
+        ceiling_db.cleanup().await.unwrap();
+        line("sqlite", "multi-row INSERT, bare table (ceiling)", count, ceiling, None);
+        let db = TestDb::sqlite().await.unwrap();
+        let (summary, seconds) = import(&db, &path, &resolver, &version).await;
+        assert_eq!(summary.inserted, count as u64);
+        line("sqlite", "members import (new)", count, seconds, Some(ceiling / seconds));
+        let (summary, seconds) = import(&db, &path, &resolver, &version).await;
+        assert_eq!(summary.unchanged, count as u64);
+        line("sqlite", "members import again (unchanged)", count, seconds, Some(ceiling / seconds));
+        db.cleanup().await.unwrap();
+        let db = TestDb::sqlite().await.unwrap();
+        let seconds = upsert_only(&db, &parsed).await;
+        line("sqlite", "upsert only (parsed, resolved)", count, seconds, Some(ceiling / seconds));
+        db.cleanup().await.unwrap();
+
+        match TestDb::postgres().await.unwrap() {
+            None => println!("postgres  skipped: no PostgreSQL"),
+            Some(db) => {
+                let (insert, copy) = pg_ceilings(&db.url, &parsed).await;
+                line("postgres", "COPY, bare table (ceiling)", count, copy, None);
+                line(
+                    "postgres",
+                    "multi-row INSERT, bare table",
+                    count,
+                    insert,
+                    Some(copy / insert),
+                );
+                let (summary, seconds) = import(&db, &path, &resolver, &version).await;
+                assert_eq!(summary.inserted, count as u64);
+                line("postgres", "members import (new)", count, seconds, Some(copy / seconds));
+                let (summary, seconds) = import(&db, &path, &resolver, &version).await;
+                assert_eq!(summary.unchanged, count as u64);
+                line(
+                    "postgres",
+                    "members import again (unchanged)",
+                    count,
+                    seconds,
+                    Some(copy / seconds),
+                );
+                db.cleanup().await.unwrap();
+                let db = TestDb::postgres().await.unwrap().unwrap();
+                let seconds = upsert_only(&db, &parsed).await;
+                line(
+                    "postgres",
+                    "upsert only (parsed, resolved)",
+                    count,
+                    seconds,
+                    Some(copy / seconds),
+                );
+                db.cleanup().await.unwrap();
+            }
+        }
+    });
+}
