@@ -326,12 +326,14 @@ fn serve_sink(stream: TcpStream, delay: Duration, keys: &Mutex<Vec<String>>) {
             return;
         }
         std::thread::sleep(delay);
+        // Recorded before answering, so the test never reads the ledger between
+        // the daemon seeing the 200 and this list growing.
+        if let Some(key) = key {
+            keys.lock().unwrap().push(key);
+        }
         let response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         if writer.write_all(response.as_bytes()).is_err() {
             return;
-        }
-        if let Some(key) = key {
-            keys.lock().unwrap().push(key);
         }
     }
 }
