@@ -724,10 +724,8 @@ pub async fn run(options: Options) -> Result<(), Error> {
             }
         })?)
         .await?;
-    // First tick and gauges now, not one period from now.
-    if let Err(error) = core.plan_tick().await {
-        tracing::error!(%error, "Planner tick failed; retrying next tick.");
-    }
+    // Gauges now; the first planner tick right after READY=1 (a large member base
+    // must not hold up systemd's start timeout), then every `planner.tick`.
     let status = core.refresh_gauges().await?;
     scheduler.start().await?;
 
@@ -736,6 +734,12 @@ pub async fn run(options: Options) -> Result<(), Error> {
 
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     tracing::info!("almanac is ready.");
+    let first_tick = core.clone();
+    tokio::spawn(async move {
+        if let Err(error) = first_tick.plan_tick().await {
+            tracing::error!(%error, "Planner tick failed; retrying next tick.");
+        }
+    });
 
     let mut watchdog_usec = 0;
     let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
