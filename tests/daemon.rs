@@ -176,6 +176,11 @@ fn daemon_lifecycle() {
     assert_eq!(campaign_ids(&daemon), ["e2e-a", "e2e-b"]);
     assert!(daemon.log().contains("e2e-c.toml:2:"), "no file:line in the log:\n{}", daemon.log());
 
+    // The new campaign is planned for every member (the next planner tick).
+    daemon.poll("e2e-b planned", Duration::from_secs(30), |d| {
+        d.metric("almanac_planned_total{campaign=\"e2e-b\"}") >= MEMBERS as f64
+    });
+
     // Pushes are flowing (slowly) when SIGTERM arrives.
     daemon.poll("first pushes acknowledged", Duration::from_secs(60), |_| sink.count() >= 3);
     daemon.signal("TERM");
