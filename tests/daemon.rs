@@ -151,6 +151,9 @@ fn daemon_lifecycle() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("malformed callback XML"), "{body}");
 
+    // The watchdog is fed.
+    daemon.wait_notification("WATCHDOG=1", Duration::from_secs(10));
+
     // Reload on SIGHUP, with RELOADING=1 (and MONOTONIC_USEC) then READY=1.
     daemon.signal("HUP");
     let reloading = daemon.wait_notification("RELOADING=1", Duration::from_secs(30));
