@@ -276,8 +276,8 @@ struct PlannerState {
     planned_with: Option<Arc<Compiled>>,
 }
 
-/// What one tick planned, for the log: (campaign, city, local time) → (members, language).
-type Summary = BTreeMap<(String, String, String), (usize, String)>;
+/// What one tick planned, for the log: (campaign, local time) → city → members.
+type Summary = BTreeMap<(String, String), BTreeMap<String, usize>>;
 
 impl Core {
     /// The engine for `set` without the `paused` campaigns, cached.
@@ -391,9 +391,18 @@ impl Core {
         state.planned_with = Some(compiled);
         if inserted > 0 {
             self.dispatcher.wake();
-            for ((campaign, city, local), (members, lang)) in summary.iter().take(20) {
+            for ((campaign, local), cities) in summary.iter().take(20) {
+                let members: usize = cities.values().sum();
+                let mut by_size: Vec<(&String, &usize)> = cities.iter().collect();
+                by_size.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                let mut list: Vec<String> =
+                    by_size.iter().take(6).map(|(city, n)| format!("{city} {n}")).collect();
+                if by_size.len() > 6 {
+                    list.push(format!("{} more cities", by_size.len() - 6));
+                }
                 tracing::info!(
-                    "Planned {campaign} for {members} member(s) in {city} at {local} local ({lang})."
+                    "Planned {campaign} for {members} member(s) at {local} local time: {}.",
+                    list.join(", ")
                 );
             }
             tracing::info!(
@@ -425,14 +434,11 @@ impl Core {
                     || send.tz.name().to_owned(),
                     |city| self.geo.city(city).name.clone(),
                 );
-                let entry = summary
-                    .entry((
-                        campaign.id.clone(),
-                        city,
-                        send.local.format("%Y-%m-%d %H:%M").to_string(),
-                    ))
-                    .or_insert((0, send.lang.to_string()));
-                entry.0 += 1;
+                *summary
+                    .entry((campaign.id.clone(), send.local.format("%Y-%m-%d %H:%M").to_string()))
+                    .or_default()
+                    .entry(format!("{city} ({})", send.lang))
+                    .or_default() += 1;
                 Some(NewSend {
                     campaign_id: campaign.id.clone(),
                     occurrence: send.occurrence.to_string(),
