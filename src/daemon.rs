@@ -658,14 +658,21 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let mut channels = Channels::from_config(&config.channels, clock.clone(), metrics.clone())?;
     channels.share_tokens(&store);
     let owner = format!("{}:{}", hostname(), std::process::id());
+    let mut dispatch_settings = config.dispatcher.clone();
+    if let Some(demo) = &config.demo {
+        // Leases are measured on the daemon's clock: under the demo clock keep them
+        // as long in real time as configured, or in-flight rows would expire and be
+        // claimed again.
+        dispatch_settings.lease_secs = (dispatch_settings.lease_secs as f64 * demo.speed) as u64;
+    }
     let dispatcher = Dispatcher::new(
         store.clone(),
         channels,
         clock.clone(),
         metrics.clone(),
-        config.dispatcher.config(owner),
+        dispatch_settings.config(owner),
     )
-    .with_poll(config.dispatcher.poll())
+    .with_poll(dispatch_settings.poll())
     .with_drain_timeout(config.shutdown_grace);
     let dispatcher_handle = dispatcher.handle();
     dispatcher_handle.set_campaign_rates(&campaign_rates(&campaigns.current().campaigns));

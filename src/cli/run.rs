@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The demo overrides: a fresh SQLite ledger, the scaled clock, a one-second
-/// planner tick over a three-day (virtual) horizon, leases scaled to real time.
+/// planner tick over a three-day (virtual) horizon.
 fn demo(config: &mut Config, args: &Args) -> anyhow::Result<()> {
     if args.config.is_none() {
         let path = "almanac-demo.db";
@@ -60,9 +60,6 @@ fn demo(config: &mut Config, args: &Args) -> anyhow::Result<()> {
     }
     let speed = args.demo_speed.max(1.0);
     config.demo = Some(DemoConfig { start: args.demo_start, speed });
-    // Leases are measured on the daemon's clock: keep them as long in real time as
-    // configured, or in-flight rows would expire and be claimed again.
-    config.dispatcher.lease_secs = (config.dispatcher.lease_secs as f64 * speed) as u64;
     config.planner.tick = std::time::Duration::from_secs(1);
     config.planner.horizon = std::time::Duration::from_secs(3 * 86_400);
     Ok(())
