@@ -208,6 +208,8 @@ fn daemon_lifecycle() {
     assert_eq!(rows.len(), 2 * MEMBERS, "{by_status:?}");
     let acknowledged = sink.acknowledged.lock().unwrap().clone();
     assert!(!acknowledged.is_empty());
+    let distinct: std::collections::BTreeSet<&String> = acknowledged.iter().collect();
+    assert_eq!(distinct.len(), acknowledged.len(), "a push was delivered twice: {acknowledged:?}");
     for key in &acknowledged {
         let row = rows
             .iter()
