@@ -529,9 +529,13 @@ pub(super) async fn send_history(
     since: DateTime<Utc>,
 ) -> Result<Vec<HistoryEntry>> {
     let mut out = Vec::new();
+    // `INDEXED BY`: without statistics SQLite picks `sends_status` for the status
+    // list and visits every live ledger row per statement (the planner calls this
+    // for every page of members, so planning went quadratic in the ledger's size).
     for chunk in member_ids.chunks(rows_per_statement(1)) {
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT campaign_id, member_id, due_at, occurrence, status FROM sends \
+             INDEXED BY sends_member \
              WHERE status IN ('sent', 'pending', 'claimed', 'holdout') AND due_at >= ",
         );
         query.push_bind(micros(since)).push(" AND member_id IN (");
