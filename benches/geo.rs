@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use almanac::geo::Geo;
+use almanac::geo::{Geo, LocationHints};
 
 fn vm_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -78,7 +78,9 @@ fn main() {
         .collect();
     let budget = Duration::from_millis(1500);
     let phone_rate = rate(&phones, budget, |p| {
-        black_box(geo.resolve_phone(black_box(p)).is_ok());
+        black_box(
+            geo.resolve(&LocationHints { phone: Some(black_box(p)), ..Default::default() }).is_ok(),
+        );
     });
     let reference: HashMap<u64, u32> =
         phones.iter().enumerate().map(|(i, p)| (hash(p), i as u32)).collect();
@@ -98,7 +100,11 @@ fn main() {
         })
         .collect();
     let coord_rate = rate(&points, budget, |&(lat, lon)| {
-        black_box(geo.resolve_coordinates(black_box(lat), black_box(lon)).is_ok());
+        let hints = LocationHints {
+            coordinates: Some((black_box(lat), black_box(lon))),
+            ..Default::default()
+        };
+        black_box(geo.resolve(&hints).is_ok());
     });
     let brute = points[..200].to_vec();
     let brute_rate = rate(&brute, Duration::from_millis(300), |&(lat, lon)| {

@@ -901,3 +901,13 @@ fn campaign_place_names_are_checked_with_did_you_mean() {
     let error = geo.check_province("Guangdon").unwrap_err();
     assert!(error.contains("did you mean") && error.contains("Guangdong"), "{error}");
 }
+
+#[test]
+fn data_version_changes_with_place_affecting_config() {
+    let bundled = Geo::bundled();
+    let same = Geo::with_config(GeoConfig::default()).unwrap();
+    assert_eq!(bundled.data_version(), same.data_version());
+    assert!(bundled.data_version().starts_with("geo-"));
+    let config: GeoConfig = toml::from_str("[zones]\nXinjiang = \"Asia/Urumqi\"").unwrap();
+    assert_ne!(Geo::with_config(config).unwrap().data_version(), bundled.data_version());
+}

@@ -414,6 +414,7 @@ fn render_table(plan: &Plan, by: By) -> String {
         "members",
         "holdout",
         "lang",
+        "variant",
     ];
     let mut out = String::new();
     let campaigns: Vec<&String> = {
@@ -424,7 +425,7 @@ fn render_table(plan: &Plan, by: By) -> String {
         ids
     };
     for campaign in campaigns {
-        let rows: Vec<[String; 7]> = plan
+        let rows: Vec<[String; 8]> = plan
             .rows
             .iter()
             .filter(|r| &r.campaign == campaign)
@@ -437,6 +438,7 @@ fn render_table(plan: &Plan, by: By) -> String {
                     r.members.to_string(),
                     r.holdout.to_string(),
                     r.lang.clone(),
+                    r.variant.clone(),
                 ]
             })
             .collect();

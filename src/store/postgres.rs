@@ -240,7 +240,8 @@ pub(super) async fn upsert_members(
     .bind(&a.resolutions.version)
     .fetch_all(pool)
     .await?;
-    rows.iter()
+    let mut written = rows
+        .iter()
         .map(|row| {
             let kind = match row.try_get::<i32, _>(2)? {
                 0 => UpsertKind::Inserted,
@@ -249,7 +250,24 @@ pub(super) async fn upsert_members(
             };
             Ok((row.try_get(0)?, row.try_get(1)?, kind))
         })
-        .collect()
+        .collect::<Result<Vec<(String, i64, UpsertKind)>>>()?;
+    if written.len() < a.external_id.len() {
+        // A row another transaction inserted after this statement's snapshot was
+        // taken (replicas importing the same file) conflicts, is left unchanged,
+        // and is invisible to the final SELECT: read those in a fresh snapshot.
+        let seen: std::collections::HashSet<&str> =
+            written.iter().map(|(external_id, _, _)| external_id.as_str()).collect();
+        let missing: Vec<&String> =
+            a.external_id.iter().filter(|id| !seen.contains(id.as_str())).collect();
+        let late = sqlx::query("SELECT external_id, id FROM members WHERE external_id = ANY($1)")
+            .bind(&missing)
+            .fetch_all(pool)
+            .await?;
+        for row in late {
+            written.push((row.try_get(0)?, row.try_get(1)?, UpsertKind::Unchanged));
+        }
+    }
+    Ok(written)
 }
 
 pub(super) async fn write_resolutions(pool: &PgPool, rows: &[(i64, Resolution)]) -> Result<()> {

@@ -45,6 +45,15 @@
 //! wins (then the earlier send, then the campaign id). Holdout sends are recorded
 //! but reach nobody, so they count for `per_member` and not for the global cap.
 //!
+//! # Skips
+//!
+//! Members of a campaign's audience who get no push are returned as [`Skip`]s with
+//! a [`SkipReason`]. `unresolved` and `no_climate` concern the member as a whole
+//! and come back on every call that covers the member (they will never be sent
+//! until their place changes); `opted_out` when an occurrence is due; the others
+//! (`no_variant`, `render_failed`, `per_member_cap`, `global_cap`) once per due
+//! occurrence. Members outside the audience are not skips.
+//!
 //! # Experiments
 //!
 //! `audience.holdout` and A/B `weight`s are assigned by a fixed hash of the
@@ -74,6 +83,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
+use minijinja::value::{Enumerator, Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
@@ -312,6 +322,8 @@ pub struct Engine<'g> {
     config: EngineConfig,
     campaigns: Vec<Compiled>,
     n_cities: usize,
+    /// Template values per city, built on first use.
+    city_values: Vec<OnceLock<Arc<CityValues>>>,
 }
 
 #[derive(Debug)]
@@ -320,6 +332,8 @@ struct Compiled {
     campaign: Campaign,
     trigger: CompiledTrigger,
     templates: Environment<'static>,
+    template_names: Vec<String>,
+    uses_attrs: bool,
     groups: Vec<VariantGroup>,
     default_group: Option<usize>,
     countries: Vec<String>,
@@ -364,6 +378,7 @@ struct VariantGroup {
     /// The tag's matching key (`cmn` folded into `zh`).
     key: String,
     lang: Arc<str>,
+    lang_value: Value,
     /// (message index, cumulative weight)
     variants: Vec<(usize, u64)>,
     total: u64,
@@ -372,6 +387,8 @@ struct VariantGroup {
 #[derive(Debug, Clone)]
 struct Occ {
     key: Arc<str>,
+    /// `YYYY-MM-DD` of `local`, ready for templates.
+    local_date: Value,
     local: NaiveDateTime,
     due: DateTime<Utc>,
 }
@@ -392,7 +409,9 @@ struct CampaignCtx<'e> {
     compiled: &'e Compiled,
     lo: DateTime<Utc>,
     hi: DateTime<Utc>,
-    cities: Vec<Option<CityPlan>>,
+    /// Position in `city_plans` per city id (`u32::MAX`: not computed yet).
+    city_index: Vec<u32>,
+    city_plans: Vec<CityPlan>,
     zones: HashMap<Tz, Arc<[Occ]>>,
     city_zones: HashMap<(CityId, Tz), Arc<[Occ]>>,
     crossings: Vec<(i32, CrossingTable)>,
@@ -404,7 +423,8 @@ impl<'g> Engine<'g> {
         let n_cities = geo.cities().map(|(id, _)| id.0 as usize + 1).max().unwrap_or(0);
         let campaigns =
             campaigns.iter().map(|c| compile(c, geo)).collect::<Result<Vec<_>, Error>>()?;
-        Ok(Self { geo, config, campaigns, n_cities })
+        let city_values = (0..n_cities).map(|_| OnceLock::new()).collect();
+        Ok(Self { geo, config, campaigns, n_cities, city_values })
     }
 
     /// The compiled campaigns, in the order given.
@@ -431,11 +451,9 @@ impl<'g> Engine<'g> {
         let mut scratch = Scratch::default();
         for recipient in recipients {
             let start = batch.sends.len();
-            let member_tag =
-                recipient.member.lang.as_deref().map(|tag| (lang::normalize(tag), lang::key(tag)));
-            let member_tag = member_tag.as_ref().map(|(tag, key)| (tag.as_str(), key.as_str()));
+            let mut member_lang = MemberLang::default();
             for ctx in &mut ctxs {
-                self.plan_member(ctx, recipient, member_tag, history, &mut batch);
+                self.plan_member(ctx, recipient, &mut member_lang, history, &mut batch);
             }
             if let Some(cap) = self.config.global_cap
                 && batch.sends.len() > start
@@ -470,7 +488,8 @@ impl<'g> Engine<'g> {
             compiled,
             lo,
             hi: to,
-            cities: vec![None; self.n_cities],
+            city_index: vec![u32::MAX; self.n_cities],
+            city_plans: Vec::new(),
             zones: HashMap::new(),
             city_zones: HashMap::new(),
             crossings,
@@ -481,7 +500,7 @@ impl<'g> Engine<'g> {
         &self,
         ctx: &mut CampaignCtx<'_>,
         recipient: &Recipient<'_>,
-        member_tag: Option<(&str, &str)>,
+        member_lang: &mut MemberLang,
         history: &History,
         batch: &mut PlanBatch,
     ) {
@@ -522,7 +541,11 @@ impl<'g> Engine<'g> {
                         return;
                     }
                 }
-                if !compiled.language_ok(member_tag.map_or(plan.tag_key.as_str(), |(_, key)| key)) {
+                if !compiled.languages.is_empty()
+                    && !compiled.language_ok(
+                        member_lang.get(member).map_or(plan.tag_key.as_str(), |(_, key)| key),
+                    )
+                {
                     return;
                 }
                 if plan.no_climate {
@@ -539,7 +562,8 @@ impl<'g> Engine<'g> {
                 if has_place_filter(audience) {
                     return skip(batch, SkipReason::Unresolved);
                 }
-                if let Some((_, key)) = member_tag
+                if !compiled.languages.is_empty()
+                    && let Some((_, key)) = member_lang.get(member)
                     && !compiled.language_ok(key)
                 {
                     return;
@@ -560,6 +584,7 @@ impl<'g> Engine<'g> {
         let mut counted = past.iter().filter(|p| *p.campaign_id == *compiled.id).count() as u64;
         // Own language, then the city's dialect (each along its truncation chain),
         // then the same primary language, then the default.
+        let member_tag = member_lang.get(member);
         let group = member_tag
             .and_then(|(tag, _)| compiled.group_for(tag))
             .or(city_group.0)
@@ -589,7 +614,15 @@ impl<'g> Engine<'g> {
                 continue;
             };
             let variant = group.pick(compiled.variant_seed.hash(&member.external_id));
-            let Ok(text) = compiled.render(variant, member, city, &group.lang, occ.local) else {
+            let context = RenderContext {
+                name: member.name.as_deref().map(Value::from),
+                external_id: Value::from(member.external_id.as_str()),
+                city: city_id.map(|id| self.city_values(id)),
+                lang: group.lang_value.clone(),
+                local_date: occ.local_date.clone(),
+                attrs: compiled.uses_attrs.then(|| Value::from_serialize(&member.attrs)),
+            };
+            let Ok(text) = compiled.render(variant, Value::from_object(context)) else {
                 occ_skip(batch, SkipReason::RenderFailed);
                 continue;
             };
@@ -612,17 +645,25 @@ impl<'g> Engine<'g> {
         }
     }
 
+    fn city_values(&self, id: CityId) -> Arc<CityValues> {
+        match self.city_values.get(id.0 as usize) {
+            Some(slot) => slot.get_or_init(|| Arc::new(CityValues::new(self.geo.city(id)))).clone(),
+            None => Arc::new(CityValues::new(self.geo.city(id))),
+        }
+    }
+
     /// The campaign's facts for a city in this call, computed on first use.
     fn city_plan<'c>(&self, ctx: &'c mut CampaignCtx<'_>, id: CityId) -> &'c CityPlan {
         let index = id.0 as usize;
-        if index >= ctx.cities.len() {
-            ctx.cities.resize(index + 1, None);
+        if index >= ctx.city_index.len() {
+            ctx.city_index.resize(index + 1, u32::MAX);
         }
-        if ctx.cities[index].is_none() {
+        if ctx.city_index[index] == u32::MAX {
             let plan = self.compute_city_plan(ctx, id);
-            ctx.cities[index] = Some(plan);
+            ctx.city_index[index] = ctx.city_plans.len() as u32;
+            ctx.city_plans.push(plan);
         }
-        ctx.cities[index].as_ref().expect("filled above")
+        &ctx.city_plans[ctx.city_index[index] as usize]
     }
 
     fn compute_city_plan(&self, ctx: &mut CampaignCtx<'_>, id: CityId) -> CityPlan {
@@ -672,7 +713,12 @@ impl<'g> Engine<'g> {
             CompiledTrigger::Once(at) => {
                 let (due, local) = local::fire_at(tz, *at, quiet);
                 if ctx.lo <= due && due < ctx.hi && compiled.in_bounds(tz, due) {
-                    occs.push(Occ { key: compiled.once_key.clone(), local, due });
+                    occs.push(Occ {
+                        key: compiled.once_key.clone(),
+                        local_date: date_value(local),
+                        local,
+                        due,
+                    });
                 }
             }
             CompiledTrigger::Cron(cron) => {
@@ -702,7 +748,12 @@ impl<'g> Engine<'g> {
                         } else {
                             nominal.format("%Y-%m-%dT%H:%M:%S").to_string()
                         };
-                        occs.push(Occ { key: Arc::from(key), local, due });
+                        occs.push(Occ {
+                            key: Arc::from(key),
+                            local_date: date_value(local),
+                            local,
+                            due,
+                        });
                     }
                 }
             }
@@ -733,7 +784,12 @@ impl<'g> Engine<'g> {
             let Some(day) = day else { continue };
             let (due, local) = local::fire_at(tz, day.and_time(*local_time), quiet);
             if ctx.lo <= due && due < ctx.hi && compiled.in_bounds(tz, due) {
-                occs.push(Occ { key: Arc::from(year.to_string()), local, due });
+                occs.push(Occ {
+                    key: Arc::from(year.to_string()),
+                    local_date: date_value(local),
+                    local,
+                    due,
+                });
             }
         }
         Arc::from(occs)
@@ -797,6 +853,24 @@ impl<'g> Engine<'g> {
                 });
             }
         }
+    }
+}
+
+/// A member's own language tag, normalized and as a matching key, computed only
+/// when a campaign needs it (most members are not due in most windows).
+#[derive(Debug, Default)]
+struct MemberLang {
+    done: bool,
+    tag: Option<(String, String)>,
+}
+
+impl MemberLang {
+    fn get(&mut self, member: &Member) -> Option<(&str, &str)> {
+        if !self.done {
+            self.done = true;
+            self.tag = member.lang.as_deref().map(|tag| (lang::normalize(tag), lang::key(tag)));
+        }
+        self.tag.as_ref().map(|(tag, key)| (tag.as_str(), key.as_str()))
     }
 }
 
@@ -950,6 +1024,7 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
                     key: lang::key(&tag),
                     tag,
                     lang: Arc::from(message.lang.as_str()),
+                    lang_value: Value::from(message.lang.as_str()),
                     variants: Vec::new(),
                     total: 0,
                 });
@@ -964,6 +1039,8 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
         id: id.clone(),
         campaign: campaign.clone(),
         trigger,
+        template_names: (0..campaign.messages.len()).map(|i| i.to_string()).collect(),
+        uses_attrs: campaign.messages.iter().any(|m| m.text.contains("attrs")),
         templates,
         groups,
         default_group: None,
@@ -1067,27 +1144,8 @@ impl Compiled {
             && self.campaign.ends.as_ref().is_none_or(|b| due < instant(b))
     }
 
-    fn render(
-        &self,
-        variant: usize,
-        member: &Member,
-        city: Option<&City>,
-        lang: &str,
-        local: NaiveDateTime,
-    ) -> Result<String, minijinja::Error> {
-        let context = TemplateContext {
-            name: member.name.as_deref(),
-            external_id: &member.external_id,
-            city: city.map(|c| c.name.as_str()),
-            city_zh: city.and_then(|c| c.name_zh.as_deref()),
-            province: city.map(|c| c.province.as_str()),
-            province_zh: city.and_then(|c| c.province_zh.as_deref()),
-            country: city.map(|c| c.country.as_str()),
-            lang,
-            local_date: local.date().format("%Y-%m-%d").to_string(),
-            attrs: &member.attrs,
-        };
-        self.templates.get_template(&variant.to_string())?.render(context)
+    fn render(&self, variant: usize, context: Value) -> Result<String, minijinja::Error> {
+        self.templates.get_template(&self.template_names[variant])?.render(context)
     }
 }
 
@@ -1102,26 +1160,66 @@ impl VariantGroup {
     }
 }
 
-/// Exactly the template fields of [`crate::campaign::TEMPLATE_FIELDS`]; absent
-/// values are left out so strict templates fail on them.
-#[derive(Serialize)]
-struct TemplateContext<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    external_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    city: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    city_zh: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    province: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    province_zh: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    country: Option<&'a str>,
-    lang: &'a str,
-    local_date: String,
-    attrs: &'a std::collections::BTreeMap<String, String>,
+fn date_value(local: NaiveDateTime) -> Value {
+    Value::from(local.date().format("%Y-%m-%d").to_string())
+}
+
+/// A city's template fields, built once per city and shared by every render.
+#[derive(Debug)]
+struct CityValues {
+    city: Value,
+    city_zh: Option<Value>,
+    province: Value,
+    province_zh: Option<Value>,
+    country: Value,
+}
+
+impl CityValues {
+    fn new(city: &City) -> Self {
+        let text = |s: &str| (!s.is_empty()).then(|| Value::from(s));
+        Self {
+            city: Value::from(city.name.as_str()),
+            city_zh: city.name_zh.as_deref().and_then(text),
+            province: Value::from(city.province.as_str()),
+            province_zh: city.province_zh.as_deref().and_then(text),
+            country: Value::from(city.country.as_str()),
+        }
+    }
+}
+
+/// Exactly the template fields of [`crate::campaign::TEMPLATE_FIELDS`]; a value
+/// the member or city lacks is undefined, so strict templates fail on it.
+#[derive(Debug)]
+struct RenderContext {
+    name: Option<Value>,
+    external_id: Value,
+    city: Option<Arc<CityValues>>,
+    lang: Value,
+    local_date: Value,
+    attrs: Option<Value>,
+}
+
+impl Object for RenderContext {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let city = self.city.as_deref();
+        match key.as_str()? {
+            "name" => self.name.clone(),
+            "external_id" => Some(self.external_id.clone()),
+            "city" => city.map(|c| c.city.clone()),
+            "city_zh" => city.and_then(|c| c.city_zh.clone()),
+            "province" => city.map(|c| c.province.clone()),
+            "province_zh" => city.and_then(|c| c.province_zh.clone()),
+            "country" => city.map(|c| c.country.clone()),
+            "lang" => Some(self.lang.clone()),
+            "local_date" => Some(self.local_date.clone()),
+            "attrs" => self.attrs.clone(),
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(crate::campaign::TEMPLATE_FIELDS)
+    }
 }
 
 /// Parses a duration written as a number and a unit: `30s`, `90m`, `36h`, `7d`, `2w`.
