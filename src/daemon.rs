@@ -535,6 +535,10 @@ fn reload_states() -> Vec<NotifyState<'static>> {
     states
 }
 
+/// How often (real time) WeChat access tokens are checked and refreshed ahead of
+/// their expiry; tokens last two hours and are renewed in their last five minutes.
+const TOKEN_REFRESH_PERIOD: Duration = Duration::from_secs(60);
+
 const ALL_STATUSES: [SendStatus; 6] = [
     SendStatus::Pending,
     SendStatus::Claimed,
@@ -723,6 +727,13 @@ pub async fn run(options: Options) -> Result<(), Error> {
             match core.refresh_gauges().await {
                 Ok(status) => notify(&[NotifyState::Status(&status)]),
                 Err(error) => tracing::warn!(%error, "Refreshing gauges failed."),
+            }
+        })?)
+        .await?;
+    scheduler
+        .add(repeated(TOKEN_REFRESH_PERIOD, core.clone(), |core| async move {
+            for (channel, error) in core.dispatcher.refresh_tokens(core.clock.now()).await {
+                tracing::warn!(%error, channel, "Refreshing the WeChat access token failed.");
             }
         })?)
         .await?;

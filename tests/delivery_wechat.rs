@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use almanac::clock::ManualClock;
+use almanac::clock::{Clock, ManualClock};
 use almanac::delivery::config::SecretSource;
 use almanac::delivery::{ChannelConfig, Channels};
 use almanac::metrics::Metrics;
@@ -151,6 +151,25 @@ async fn tokens_are_fetched_again_before_they_expire() {
     assert_eq!(rig.fake.calls_to(TOKEN_PATH).len(), 2, "within 5 minutes of expiry: fetched");
     // force_refresh=false gives back the same (still valid) token: no rejected call.
     assert!(rig.fake.calls_to(TEMPLATE_PATH).iter().all(|call| call.errcode == 0));
+}
+
+#[tokio::test]
+async fn periodic_refresh_keeps_a_token_ready_before_sends_need_it() {
+    let rig = rig().await;
+    assert!(rig.channels.refresh_tokens(rig.clock.now()).await.is_empty());
+    assert_eq!(rig.fake.calls_to(TOKEN_PATH).len(), 1, "fetched before any send");
+    assert!(rig.channels.refresh_tokens(rig.clock.now()).await.is_empty());
+    assert_eq!(rig.fake.calls_to(TOKEN_PATH).len(), 1, "still fresh: not fetched again");
+    rig.channels.attempt(&send(1, "o1")).await;
+    assert_eq!(rig.fake.calls_to(TOKEN_PATH).len(), 1, "the send used the refreshed token");
+    rig.clock.advance(Duration::seconds(7200 - 299));
+    assert!(rig.channels.refresh_tokens(rig.clock.now()).await.is_empty());
+    assert_eq!(rig.fake.calls_to(TOKEN_PATH).len(), 2, "within 5 minutes of expiry: refreshed");
+    rig.fake.fail_tokens(40013);
+    rig.clock.advance(Duration::seconds(7200));
+    let failures = rig.channels.refresh_tokens(rig.clock.now()).await;
+    assert_eq!(failures.len(), 1, "a failed refresh is reported: {failures:?}");
+    assert_eq!(failures[0].0, "wechat-main");
 }
 
 #[tokio::test]

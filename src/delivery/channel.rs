@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 
+use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
@@ -188,6 +189,20 @@ impl Channels {
                 wechat.share_tokens(store.clone());
             }
         }
+    }
+
+    /// Refreshes the access token of every WeChat channel that needs it (see
+    /// [`WechatChannel::refresh_token`]); returns the failures by channel name.
+    pub async fn refresh_tokens(&self, now: DateTime<Utc>) -> Vec<(String, Error)> {
+        let mut failures = Vec::new();
+        for (name, entry) in &self.entries {
+            if let Channel::Wechat(wechat) = &entry.channel
+                && let Err(error) = wechat.refresh_token(now).await
+            {
+                failures.push((name.clone(), error));
+            }
+        }
+        failures
     }
 
     /// Whether a channel of this name exists.

@@ -137,6 +137,15 @@ impl DispatcherHandle {
         self.channels.set_campaign_rates(rates);
     }
 
+    /// Refreshes WeChat access tokens ahead of their expiry; returns the failures
+    /// by channel name.
+    pub async fn refresh_tokens(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(String, super::Error)> {
+        self.channels.refresh_tokens(now).await
+    }
+
     /// Wakes the dispatcher now (the planner just inserted due rows).
     pub fn wake(&self) {
         self.wake.notify_one();

@@ -138,6 +138,13 @@ impl WechatChannel {
         self.shared = Some(store);
     }
 
+    /// Makes sure a usable access token is cached: fetches (or takes the one another
+    /// replica shared) when none is, or when the cached one is within its refresh
+    /// margin. The daemon calls this periodically so sends never wait on a fetch.
+    pub async fn refresh_token(&self, now: DateTime<Utc>) -> Result<()> {
+        self.access_token(now, None).await.map(|_| ())
+    }
+
     /// A token another replica stored, if it is usable and not `stale`.
     async fn stored_token(&self, now: DateTime<Utc>, stale: Option<&str>) -> Option<Token> {
         let store = self.shared.as_ref()?;
