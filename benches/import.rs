@@ -2,11 +2,11 @@
 //! written to a temp file) into SQLite and PostgreSQL, against the raw bulk-insert
 //! ceiling of the same database measured in the same run (a multi-row INSERT of
 //! the same, already parsed rows into a bare table with the same columns; COPY
-//! on PostgreSQL). `ALMANAC_BENCH_MEMBERS` sets N (default 1,000,000).
+//! on PostgreSQL). `ALMANAC_BENCH_MEMBERS` sets N (default 1,000,000). Places are
+//! resolved with the bundled geo data, as `almanac members import` does.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use almanac::geo::Geo;
@@ -42,39 +42,6 @@ fn write_csv(path: &Path, count: usize) -> std::io::Result<()> {
         )?;
     }
     out.flush()
-}
-
-/// The resolver: the bundled place knowledge when it is built, else a stand-in of
-/// similar shape (reported in the output).
-fn resolver() -> (Resolver, String, &'static str) {
-    match std::panic::catch_unwind(|| {
-        let geo = Geo::bundled();
-        let _ = geo.data_version();
-        geo
-    }) {
-        Ok(geo) => {
-            let (resolver, version) = members::geo_resolver(geo);
-            (resolver, version, "bundled geo")
-        }
-        Err(_) => {
-            let stand_in: Resolver = Arc::new(|member: &Member| {
-                let has_hint =
-                    member.city.is_some() || member.lat.is_some() || member.phone.is_some();
-                if has_hint {
-                    Ok(almanac::geo::Place {
-                        city: almanac::geo::CityId(1),
-                        tz: chrono_tz::Asia::Shanghai,
-                        source: almanac::geo::PlaceSource::Explicit,
-                        confidence: 1.0,
-                        distance_km: None,
-                    })
-                } else {
-                    Err("no location hint".into())
-                }
-            });
-            (stand_in, "stand-in".into(), "stand-in resolver (geo not built)")
-        }
-    }
 }
 
 fn parse_all(path: &Path) -> Vec<Member> {
@@ -259,7 +226,7 @@ async fn import(
         members::read_file(path).unwrap(),
         resolver.clone(),
         version,
-        std::env::var("BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(members::DEFAULT_BATCH),
+        members::DEFAULT_BATCH,
         &mut |error| panic!("unexpected bad row: {error}"),
         &mut |_| {},
     )
@@ -282,7 +249,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("members.csv");
     write_csv(&path, count).unwrap();
-    let (resolver, version, resolver_name) = resolver();
+    let (resolver, version) = members::geo_resolver(Geo::bundled());
     let started = Instant::now();
     let parsed = parse_all(&path);
     let parse_seconds = started.elapsed().as_secs_f64();
@@ -290,7 +257,7 @@ fn main() {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!(
-        "members import: {count} synthetic members, {resolver_name}, batch {}",
+        "members import: {count} synthetic members, bundled geo {version}, batch {}",
         members::DEFAULT_BATCH
     );
     println!(

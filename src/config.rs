@@ -429,14 +429,14 @@ mod tests {
 
     #[test]
     fn bad_duration_points_at_the_value() {
-        let text = "[channels.log]\nkind = \"log\"\n[planner]\ntick = \"5 parsecs\"\n";
+        let text = "[channels.log]\ntype = \"log\"\n[planner]\ntick = \"5 parsecs\"\n";
         let error = Config::parse(text, "a.toml").unwrap_err().to_string();
         assert!(error.starts_with("a.toml:4:8: invalid duration"), "{error}");
     }
 
     #[test]
     fn demo_needs_an_offset_date_time() {
-        let base = "[channels.log]\nkind = \"log\"\n[demo]\nspeed = 10.0\n";
+        let base = "[channels.log]\ntype = \"log\"\n[demo]\nspeed = 10.0\n";
         let ok = Config::parse(&format!("{base}start = 2027-08-01T00:00:00Z\n"), "a").unwrap();
         assert_eq!(ok.demo.unwrap().start.to_rfc3339(), "2027-08-01T00:00:00+00:00");
         let error = Config::parse(&format!("{base}start = 2027-08-01\n"), "a").unwrap_err();

@@ -49,30 +49,31 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] crate::config::Error),
     /// The store.
-    #[error("store: {0}")]
+    #[error("store")]
     Store(#[from] crate::store::Error),
     /// Campaign files did not load at start (each line a `file:line:col` error).
     #[error("campaigns did not load:\n{0}")]
     Campaigns(String),
     /// The member file.
-    #[error("member file: {0}")]
+    #[error("member file")]
     Members(#[from] crate::members::Error),
     /// Listening, signals, watching.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
         /// Cause.
+        #[source]
         source: std::io::Error,
     },
     /// The `[geo]` settings.
-    #[error("[geo]: {0}")]
+    #[error("[geo]")]
     Geo(#[from] crate::geo::GeoError),
     /// Channels.
-    #[error("channels: {0}")]
+    #[error("channels")]
     Delivery(#[from] crate::delivery::Error),
     /// The job scheduler.
-    #[error("scheduler: {0}")]
+    #[error("scheduler")]
     Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
 }
 
@@ -275,8 +276,8 @@ struct PlannerState {
     planned_with: Option<Arc<Compiled>>,
 }
 
-/// What one tick planned, for the log: (campaign, city, local time) → (members, language).
-type Summary = BTreeMap<(String, String, String), (usize, String)>;
+/// What one tick planned, for the log: (campaign, local time) → city → members.
+type Summary = BTreeMap<(String, String), BTreeMap<String, usize>>;
 
 impl Core {
     /// The engine for `set` without the `paused` campaigns, cached.
@@ -390,9 +391,18 @@ impl Core {
         state.planned_with = Some(compiled);
         if inserted > 0 {
             self.dispatcher.wake();
-            for ((campaign, city, local), (members, lang)) in summary.iter().take(20) {
+            for ((campaign, local), cities) in summary.iter().take(20) {
+                let members: usize = cities.values().sum();
+                let mut by_size: Vec<(&String, &usize)> = cities.iter().collect();
+                by_size.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                let mut list: Vec<String> =
+                    by_size.iter().take(6).map(|(city, n)| format!("{city} {n}")).collect();
+                if by_size.len() > 6 {
+                    list.push(format!("{} more cities", by_size.len() - 6));
+                }
                 tracing::info!(
-                    "Planned {campaign} for {members} member(s) in {city} at {local} local ({lang})."
+                    "Planned {campaign} for {members} member(s) at {local} local time: {}.",
+                    list.join(", ")
                 );
             }
             tracing::info!(
@@ -424,14 +434,11 @@ impl Core {
                     || send.tz.name().to_owned(),
                     |city| self.geo.city(city).name.clone(),
                 );
-                let entry = summary
-                    .entry((
-                        campaign.id.clone(),
-                        city,
-                        send.local.format("%Y-%m-%d %H:%M").to_string(),
-                    ))
-                    .or_insert((0, send.lang.to_string()));
-                entry.0 += 1;
+                *summary
+                    .entry((campaign.id.clone(), send.local.format("%Y-%m-%d %H:%M").to_string()))
+                    .or_default()
+                    .entry(format!("{city} ({})", send.lang))
+                    .or_default() += 1;
                 Some(NewSend {
                     campaign_id: campaign.id.clone(),
                     occurrence: send.occurrence.to_string(),
@@ -651,14 +658,21 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let mut channels = Channels::from_config(&config.channels, clock.clone(), metrics.clone())?;
     channels.share_tokens(&store);
     let owner = format!("{}:{}", hostname(), std::process::id());
+    let mut dispatch_settings = config.dispatcher.clone();
+    if let Some(demo) = &config.demo {
+        // Leases are measured on the daemon's clock: under the demo clock keep them
+        // as long in real time as configured, or in-flight rows would expire and be
+        // claimed again.
+        dispatch_settings.lease_secs = (dispatch_settings.lease_secs as f64 * demo.speed) as u64;
+    }
     let dispatcher = Dispatcher::new(
         store.clone(),
         channels,
         clock.clone(),
         metrics.clone(),
-        config.dispatcher.config(owner),
+        dispatch_settings.config(owner),
     )
-    .with_poll(config.dispatcher.poll())
+    .with_poll(dispatch_settings.poll())
     .with_drain_timeout(config.shutdown_grace);
     let dispatcher_handle = dispatcher.handle();
     dispatcher_handle.set_campaign_rates(&campaign_rates(&campaigns.current().campaigns));
@@ -689,17 +703,9 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let http_task = tasks.spawn(crate::http::serve(listener, state, http_cancel.clone()));
     let _ = http_task;
     let dispatcher = tokio::spawn(async move {
-        match dispatcher.run(dispatch_cancel_for_task).await {
-            Ok(stats) => tracing::info!(
-                claimed = stats.claimed,
-                sent = stats.sent,
-                retried = stats.retried,
-                dead = stats.dead,
-                skipped = stats.skipped,
-                released = stats.released,
-                "Dispatcher finished."
-            ),
-            Err(error) => tracing::error!(%error, "The dispatcher failed."),
+        // The dispatcher logs its own figures when it stops.
+        if let Err(error) = dispatcher.run(dispatch_cancel_for_task).await {
+            tracing::error!(%error, "The dispatcher failed.");
         }
     });
 
@@ -731,10 +737,8 @@ pub async fn run(options: Options) -> Result<(), Error> {
             }
         })?)
         .await?;
-    // First tick and gauges now, not one period from now.
-    if let Err(error) = core.plan_tick().await {
-        tracing::error!(%error, "Planner tick failed; retrying next tick.");
-    }
+    // Gauges now; the first planner tick right after READY=1 (a large member base
+    // must not hold up systemd's start timeout), then every `planner.tick`.
     let status = core.refresh_gauges().await?;
     scheduler.start().await?;
 
@@ -743,6 +747,12 @@ pub async fn run(options: Options) -> Result<(), Error> {
 
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     tracing::info!("almanac is ready.");
+    let first_tick = core.clone();
+    tokio::spawn(async move {
+        if let Err(error) = first_tick.plan_tick().await {
+            tracing::error!(%error, "Planner tick failed; retrying next tick.");
+        }
+    });
 
     let mut watchdog_usec = 0;
     let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
@@ -782,7 +792,6 @@ pub async fn run(options: Options) -> Result<(), Error> {
         if let Err(error) = dispatcher.await {
             tracing::error!(%error, "The dispatcher task failed.");
         }
-        tracing::info!("Dispatcher stopped.");
     };
     tokio::select! {
         result = tokio::time::timeout(grace + Duration::from_secs(2), drain) => {

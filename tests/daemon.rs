@@ -151,6 +151,9 @@ fn daemon_lifecycle() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("malformed callback XML"), "{body}");
 
+    // The watchdog is fed.
+    daemon.wait_notification("WATCHDOG=1", Duration::from_secs(10));
+
     // Reload on SIGHUP, with RELOADING=1 (and MONOTONIC_USEC) then READY=1.
     daemon.signal("HUP");
     let reloading = daemon.wait_notification("RELOADING=1", Duration::from_secs(30));
@@ -176,6 +179,11 @@ fn daemon_lifecycle() {
     assert_eq!(campaign_ids(&daemon), ["e2e-a", "e2e-b"]);
     assert!(daemon.log().contains("e2e-c.toml:2:"), "no file:line in the log:\n{}", daemon.log());
 
+    // The new campaign is planned for every member (the next planner tick).
+    daemon.poll("e2e-b planned", Duration::from_secs(30), |d| {
+        d.metric("almanac_planned_total{campaign=\"e2e-b\"}") >= MEMBERS as f64
+    });
+
     // Pushes are flowing (slowly) when SIGTERM arrives.
     daemon.poll("first pushes acknowledged", Duration::from_secs(60), |_| sink.count() >= 3);
     daemon.signal("TERM");
@@ -200,6 +208,8 @@ fn daemon_lifecycle() {
     assert_eq!(rows.len(), 2 * MEMBERS, "{by_status:?}");
     let acknowledged = sink.acknowledged.lock().unwrap().clone();
     assert!(!acknowledged.is_empty());
+    let distinct: std::collections::BTreeSet<&String> = acknowledged.iter().collect();
+    assert_eq!(distinct.len(), acknowledged.len(), "a push was delivered twice: {acknowledged:?}");
     for key in &acknowledged {
         let row = rows
             .iter()

@@ -18,14 +18,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Demo: a fresh ledger (`almanac-demo.db`) and a clock that starts on
-    /// 2027-08-01 and runs 100,000 times faster than real time.
+    /// 2027-08-01 and runs 150,000 times faster than real time.
     #[arg(long)]
     pub demo: bool,
     /// With --demo: the virtual start instant.
     #[arg(long, value_name = "RFC3339", requires = "demo", default_value = "2027-08-01T00:00:00Z")]
     pub demo_start: DateTime<Utc>,
     /// With --demo: how many times faster than real time.
-    #[arg(long, value_name = "FACTOR", requires = "demo", default_value_t = 100_000.0)]
+    #[arg(long, value_name = "FACTOR", requires = "demo", default_value_t = 150_000.0)]
     pub demo_speed: f64,
 }
 
@@ -58,7 +58,8 @@ fn demo(config: &mut Config, args: &Args) -> anyhow::Result<()> {
         }
         config.database = format!("sqlite:{path}");
     }
-    config.demo = Some(DemoConfig { start: args.demo_start, speed: args.demo_speed.max(1.0) });
+    let speed = args.demo_speed.max(1.0);
+    config.demo = Some(DemoConfig { start: args.demo_start, speed });
     config.planner.tick = std::time::Duration::from_secs(1);
     config.planner.horizon = std::time::Duration::from_secs(3 * 86_400);
     Ok(())

@@ -98,26 +98,6 @@ pub(super) async fn members_page(
     rows.iter().map(member_from_row).collect()
 }
 
-/// Member rows as column arrays.
-#[derive(Default)]
-struct MemberArrays {
-    external_id: Vec<String>,
-    openid: Vec<Option<String>>,
-    name: Vec<Option<String>>,
-    phone: Vec<Option<String>>,
-    city: Vec<Option<String>>,
-    province: Vec<Option<String>>,
-    lat: Vec<Option<f64>>,
-    lon: Vec<Option<f64>>,
-    ip: Vec<Option<String>>,
-    lang: Vec<Option<String>>,
-    tags: Vec<String>,
-    attrs: Vec<String>,
-    opted_out_at: Vec<Option<DateTime<Utc>>>,
-    last_interaction_at: Vec<Option<DateTime<Utc>>>,
-    resolutions: ResolutionArrays,
-}
-
 #[derive(Default)]
 struct ResolutionArrays {
     city: Vec<Option<i64>>,
@@ -147,40 +127,33 @@ impl ResolutionArrays {
 /// says which were inserted, updated (something differed) or unchanged.
 pub(super) async fn upsert_members(
     pool: &PgPool,
-    rows: &[&(Member, Resolution)],
+    members: &[&(Member, Resolution)],
 ) -> Result<Vec<(String, i64, UpsertKind)>> {
-    if rows.is_empty() {
+    if members.is_empty() {
         return Ok(Vec::new());
     }
-    let mut a = MemberArrays::default();
-    for (member, resolution) in rows {
-        a.external_id.push(member.external_id.clone());
-        a.openid.push(member.openid.clone());
-        a.name.push(member.name.clone());
-        a.phone.push(member.phone.clone());
-        a.city.push(member.city.clone());
-        a.province.push(member.province.clone());
-        a.lat.push(member.lat);
-        a.lon.push(member.lon);
-        a.ip.push(member.ip.clone());
-        a.lang.push(member.lang.clone());
-        a.tags.push(super::tags_json(member));
-        a.attrs.push(super::attrs_json(member));
-        a.opted_out_at.push(member.opted_out_at);
-        a.last_interaction_at.push(member.last_interaction_at);
-        a.resolutions.push(resolution);
+    // The batch travels by COPY (the fastest way in) to a per-connection
+    // staging table, then one statement upserts from it.
+    let mut data = String::with_capacity(members.len() * 256);
+    for (member, resolution) in members {
+        copy_row(&mut data, member, resolution);
     }
-    // The final SELECT sees the snapshot from before the INSERT: existing rows
-    // the INSERT did not return are the unchanged ones.
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS members_stage (external_id text, openid text, \
+         name text, phone text, city text, province text, lat float8, lon float8, ip text, \
+         lang text, tags text, attrs text, opted_out_at timestamptz, \
+         last_interaction_at timestamptz, place_city_id int8, place_tz text, place_source text, \
+         place_confidence float8, place_distance_km float8, unresolved_reason text, \
+         data_version text) ON COMMIT DELETE ROWS",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let mut copy = tx.copy_in_raw("COPY members_stage FROM STDIN").await?;
+    copy.send(data.as_bytes()).await?;
+    copy.finish().await?;
     let rows = sqlx::query(
-        "WITH v AS ( \
-           SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::float8[], $8::float8[], $9::text[], $10::text[], $11::text[], \
-             $12::text[], $13::timestamptz[], $14::timestamptz[], $15::int8[], $16::text[], \
-             $17::text[], $18::float8[], $19::float8[], $20::text[], $21::text[]) \
-             AS v(external_id, openid, name, phone, city, province, lat, lon, ip, lang, tags, \
-             attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, place_source, \
-             place_confidence, place_distance_km, unresolved_reason, data_version)), \
+        "WITH v AS MATERIALIZED (SELECT * FROM members_stage), \
          up AS ( \
            INSERT INTO members AS m (external_id, openid, name, phone, city, province, lat, \
              lon, ip, lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, \
@@ -217,29 +190,9 @@ pub(super) async fn upsert_members(
          SELECT m.external_id, m.id, 2 FROM members m JOIN v ON m.external_id = v.external_id \
          WHERE NOT EXISTS (SELECT 1 FROM up WHERE up.external_id = m.external_id)",
     )
-    .bind(&a.external_id)
-    .bind(&a.openid)
-    .bind(&a.name)
-    .bind(&a.phone)
-    .bind(&a.city)
-    .bind(&a.province)
-    .bind(&a.lat)
-    .bind(&a.lon)
-    .bind(&a.ip)
-    .bind(&a.lang)
-    .bind(&a.tags)
-    .bind(&a.attrs)
-    .bind(&a.opted_out_at)
-    .bind(&a.last_interaction_at)
-    .bind(&a.resolutions.city)
-    .bind(&a.resolutions.tz)
-    .bind(&a.resolutions.source)
-    .bind(&a.resolutions.confidence)
-    .bind(&a.resolutions.distance)
-    .bind(&a.resolutions.reason)
-    .bind(&a.resolutions.version)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let mut written = rows
         .iter()
         .map(|row| {
@@ -251,14 +204,17 @@ pub(super) async fn upsert_members(
             Ok((row.try_get(0)?, row.try_get(1)?, kind))
         })
         .collect::<Result<Vec<(String, i64, UpsertKind)>>>()?;
-    if written.len() < a.external_id.len() {
+    if written.len() < members.len() {
         // A row another transaction inserted after this statement's snapshot was
         // taken (replicas importing the same file) conflicts, is left unchanged,
         // and is invisible to the final SELECT: read those in a fresh snapshot.
         let seen: std::collections::HashSet<&str> =
             written.iter().map(|(external_id, _, _)| external_id.as_str()).collect();
-        let missing: Vec<&String> =
-            a.external_id.iter().filter(|id| !seen.contains(id.as_str())).collect();
+        let missing: Vec<&String> = members
+            .iter()
+            .map(|(member, _)| &member.external_id)
+            .filter(|id| !seen.contains(id.as_str()))
+            .collect();
         let late = sqlx::query("SELECT external_id, id FROM members WHERE external_id = ANY($1)")
             .bind(&missing)
             .fetch_all(pool)
@@ -268,6 +224,68 @@ pub(super) async fn upsert_members(
         }
     }
     Ok(written)
+}
+
+/// Appends one member as a line of COPY text format.
+fn copy_row(out: &mut String, member: &Member, resolution: &Resolution) {
+    use std::fmt::Write;
+    fn text(out: &mut String, value: Option<&str>) {
+        match value {
+            None => out.push_str("\\N"),
+            Some(value) => {
+                for c in value.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        '\t' => out.push_str("\\t"),
+                        c => out.push(c),
+                    }
+                }
+            }
+        }
+        out.push('\t');
+    }
+    fn float(out: &mut String, value: Option<f64>) {
+        match value {
+            None => out.push_str("\\N"),
+            Some(value) if value.is_nan() => out.push_str("NaN"),
+            Some(value) if value.is_infinite() => {
+                out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
+            }
+            Some(value) => {
+                let _ = write!(out, "{value:?}");
+            }
+        }
+        out.push('\t');
+    }
+    let instant = |value: Option<DateTime<Utc>>| {
+        value.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    };
+    let (city, tz, source, confidence, distance) = super::place_columns(resolution.place.as_ref());
+    text(out, Some(&member.external_id));
+    text(out, member.openid.as_deref());
+    text(out, member.name.as_deref());
+    text(out, member.phone.as_deref());
+    text(out, member.city.as_deref());
+    text(out, member.province.as_deref());
+    float(out, member.lat);
+    float(out, member.lon);
+    text(out, member.ip.as_deref());
+    text(out, member.lang.as_deref());
+    text(out, Some(&super::tags_json(member)));
+    text(out, Some(&super::attrs_json(member)));
+    text(out, instant(member.opted_out_at).as_deref());
+    text(out, instant(member.last_interaction_at).as_deref());
+    text(out, city.map(|id| id.to_string()).as_deref());
+    text(out, tz.as_deref());
+    text(out, source);
+    float(out, confidence);
+    float(out, distance);
+    text(out, resolution.unresolved_reason.as_deref());
+    text(out, resolution.data_version.as_deref());
+    out.pop();
+    out.push('\n');
 }
 
 pub(super) async fn write_resolutions(pool: &PgPool, rows: &[(i64, Resolution)]) -> Result<()> {

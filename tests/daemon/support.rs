@@ -41,15 +41,19 @@ impl Daemon {
         notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_almanac"))
-            .args(["run", "--config", "almanac.toml"])
+        // systemd passes WATCHDOG_PID with the service's own pid: `exec` keeps the
+        // shell's pid, so `$$` is the daemon's.
+        let child = Command::new("sh")
+            .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" run --config almanac.toml"])
+            .arg(env!("CARGO_BIN_EXE_almanac"))
             .current_dir(dir.path())
             .env("NOTIFY_SOCKET", &socket_path)
             .env("ALMANAC_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("ALMANAC_WECHAT_CALLBACK_TOKEN", CALLBACK_TOKEN)
             .env("RUST_LOG", "info")
             .env_remove("CREDENTIALS_DIRECTORY")
-            .env_remove("WATCHDOG_USEC")
+            // As systemd sets it for WatchdogSec=1s: pings every half second.
+            .env("WATCHDOG_USEC", "1000000")
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -326,12 +330,14 @@ fn serve_sink(stream: TcpStream, delay: Duration, keys: &Mutex<Vec<String>>) {
             return;
         }
         std::thread::sleep(delay);
+        // Recorded before answering, so the test never reads the ledger between
+        // the daemon seeing the 200 and this list growing.
+        if let Some(key) = key {
+            keys.lock().unwrap().push(key);
+        }
         let response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         if writer.write_all(response.as_bytes()).is_err() {
             return;
-        }
-        if let Some(key) = key {
-            keys.lock().unwrap().push(key);
         }
     }
 }
