@@ -434,7 +434,7 @@ impl Database {
         }
     }
 
-    async fn size(&self, store: &Store) -> u64 {
+    async fn size(&self) -> u64 {
         match &self.file {
             Some(file) => ["", "-wal", "-shm"]
                 .iter()
@@ -445,7 +445,6 @@ impl Database {
                 })
                 .sum(),
             None => {
-                let _ = store;
                 let url = self.admin_url.as_deref().expect("admin url");
                 let pool = sqlx::PgPool::connect(url).await.expect("admin pool");
                 let size: i64 = sqlx::query_scalar("SELECT pg_database_size($1)")
@@ -749,7 +748,7 @@ async fn measure(
     let total = started.elapsed();
     let peak: Vec<u64> = daemons.0.iter().filter_map(|child| peak_rss(child.id())).collect();
     daemons.stop();
-    let db_size = database.size(&store).await;
+    let db_size = database.size().await;
     store.close().await;
 
     // Ceiling, on the same sink, after the daemons stopped.
