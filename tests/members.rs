@@ -2,6 +2,10 @@
 //! backends (every good row imported, every bad one reported with its row
 //! number, a second import changes nothing).
 
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -217,29 +221,6 @@ async fn export_round_trips(db: &TestDb) {
         let stored: Vec<Member> = page.into_iter().map(|m| m.member).collect();
         assert_eq!(good, stored, "{name} reads back as stored");
     }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = almanac::store::testing::TestDb::sqlite().await.expect("sqlite");
-                super::$name(&db).await;
-                db.cleanup().await.expect("cleanup");
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = almanac::store::testing::TestDb::postgres().await.expect("postgres")
-                else {
-                    return;
-                };
-                super::$name(&db).await;
-                db.cleanup().await.expect("cleanup");
-            }
-        }
-    )*};
 }
 
 both_backends!(import_is_idempotent, export_round_trips);

@@ -1,6 +1,10 @@
 //! The store test suite: every test body runs against SQLite and against
 //! PostgreSQL (`ALMANAC_TEST_PG_URL`), each on a fresh database of its own.
 
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use almanac::geo::{CityId, Place, PlaceSource};
@@ -8,30 +12,6 @@ use almanac::members::Member;
 use almanac::store::testing::TestDb;
 use almanac::store::{NewSend, Outcome, Resolution, SendStatus, Store, UpsertKind};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-
-/// Generates `sqlite` and `postgres` tests running the same async body.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                let db = almanac::store::testing::TestDb::sqlite().await.expect("sqlite");
-                super::$name(&db).await;
-                db.cleanup().await.expect("cleanup");
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                let Some(db) = almanac::store::testing::TestDb::postgres().await.expect("postgres")
-                else {
-                    return;
-                };
-                super::$name(&db).await;
-                db.cleanup().await.expect("cleanup");
-            }
-        }
-    )*};
-}
 
 both_backends!(
     members_round_trip,
