@@ -5,7 +5,10 @@
 //! - **Planner**: every `planner.tick` (real time, also under the demo clock) it
 //!   streams members page by page through the timing engine for the window
 //!   `[last_planned, now + horizon)` on the daemon's clock and writes due sends to
-//!   the ledger (idempotent: unique per campaign, occurrence and member). Member
+//!   the ledger (idempotent: unique per campaign, occurrence and member). A tick
+//!   plans only once a quarter of the horizon is unplanned (or the campaigns
+//!   changed), so a million members are not re-read every tick; reading, planning
+//!   and inserting overlap page by page. Member
 //!   local instants come from the timing engine (chrono-tz), never from
 //!   tokio-cron-scheduler's time-zone jobs, which fix a zone's UTC offset when the
 //!   job is created. Paused campaigns are not planned.
@@ -333,35 +336,29 @@ impl Core {
             None => now,
         };
         let to = now + horizon;
-        if to <= from {
+        if same_set && to - from < horizon / REPLAN_FRACTION {
+            // At least three quarters of the horizon is planned ahead: reading every
+            // member again to plan a few more seconds would cost a full pass over
+            // the members table on every tick.
             return Ok(0);
         }
         let by_id: HashMap<&str, &Campaign> =
             set.campaigns.iter().map(|campaign| (campaign.id.as_str(), campaign)).collect();
         let mut summary = Summary::new();
-        let mut after = 0;
-        let mut inserted = 0;
-        loop {
-            if self.planner_cancel.is_cancelled() {
-                // Leave last_planned where it was: the next run re-plans idempotently.
-                return Ok(inserted);
-            }
-            let page = self.store.members_page(after, self.config.planner.batch).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            let ids: Vec<i64> = page.iter().map(|member| member.id).collect();
-            let mut history = History::new();
-            for entry in self.store.send_history(&ids, DateTime::UNIX_EPOCH).await? {
-                history.insert(
-                    entry.member_id,
-                    PastSend {
-                        campaign_id: entry.campaign_id.into(),
-                        occurrence: entry.occurrence.into(),
-                        at: entry.due_at,
-                        holdout: entry.holdout,
-                    },
-                );
-            }
+        // Three stages overlap: the reader fetches the next page of members and their
+        // history while the engine plans this one and the writer inserts the last
+        // one (pages are disjoint member sets, so reading a page's history before
+        // the previous page is written changes nothing).
+        let (pages_tx, mut pages) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
+        let reader = tokio::spawn(read_pages(
+            self.store.clone(),
+            self.config.planner.batch,
+            self.planner_cancel.clone(),
+            pages_tx,
+        ));
+        let (rows_tx, rows) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
+        let writer = tokio::spawn(write_rows(self.store.clone(), rows));
+        while let Some((page, history)) = pages.recv().await {
             let sends = {
                 let recipients: Vec<Recipient<'_>> = page
                     .iter()
@@ -380,12 +377,22 @@ impl Core {
                 }
                 self.to_ledger_rows(&by_id, batch.sends, &mut summary)
             };
-            if !sends.is_empty() {
-                inserted += self.store.insert_sends(&sends).await?;
-                for send in &sends {
-                    self.metrics.planned.with_label_values(&[&send.campaign_id]).inc();
-                }
+            if !sends.is_empty() && rows_tx.send(sends).await.is_err() {
+                // The writer failed; its error is reported below.
+                break;
             }
+        }
+        drop(pages);
+        drop(rows_tx);
+        let complete = joined(reader.await)?;
+        let inserted = joined(writer.await)?;
+        for (campaign, count) in summary_counts(&summary) {
+            self.metrics.planned.with_label_values(&[campaign]).inc_by(count as u64);
+        }
+        if !complete {
+            // Cancelled: leave last_planned where it was; the next run re-plans
+            // idempotently.
+            return Ok(inserted);
         }
         state.last_planned = Some(to);
         state.planned_with = Some(compiled);
@@ -525,6 +532,76 @@ impl Core {
         }
         notify(&[NotifyState::Ready]);
     }
+}
+
+/// A tick plans once more than `1 / REPLAN_FRACTION` of the horizon is unplanned,
+/// so everything due before `now + 3/4 horizon` is always in the ledger.
+const REPLAN_FRACTION: i32 = 4;
+
+/// Pages (and ledger row batches) buffered between the planner's stages.
+const PIPELINE_DEPTH: usize = 2;
+
+/// The planner's first stage: member pages in id order, each with its members'
+/// send history. Returns `false` when cancelled before the last page.
+async fn read_pages(
+    store: Store,
+    batch: i64,
+    cancel: CancellationToken,
+    pages: tokio::sync::mpsc::Sender<(Vec<crate::store::StoredMember>, History)>,
+) -> Result<bool, crate::store::Error> {
+    let mut after = 0;
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(false);
+        }
+        let page = store.members_page(after, batch).await?;
+        let Some(last) = page.last() else { return Ok(true) };
+        after = last.id;
+        let ids: Vec<i64> = page.iter().map(|member| member.id).collect();
+        let mut history = History::new();
+        for entry in store.send_history(&ids, DateTime::UNIX_EPOCH).await? {
+            history.insert(
+                entry.member_id,
+                PastSend {
+                    campaign_id: entry.campaign_id.into(),
+                    occurrence: entry.occurrence.into(),
+                    at: entry.due_at,
+                    holdout: entry.holdout,
+                },
+            );
+        }
+        if pages.send((page, history)).await.is_err() {
+            // The planner stopped (the writer failed).
+            return Ok(false);
+        }
+    }
+}
+
+/// The planner's last stage: inserts ledger rows batch by batch; returns how many
+/// were new.
+async fn write_rows(
+    store: Store,
+    mut rows: tokio::sync::mpsc::Receiver<Vec<NewSend>>,
+) -> Result<u64, crate::store::Error> {
+    let mut inserted = 0;
+    while let Some(sends) = rows.recv().await {
+        inserted += store.insert_sends(&sends).await?;
+    }
+    Ok(inserted)
+}
+
+/// A stage's result; a stage that panicked panics the planner, as if inline.
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
+    result.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+}
+
+/// Planned sends per campaign, from a tick's summary.
+fn summary_counts(summary: &Summary) -> BTreeMap<&str, usize> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for ((campaign, _), cities) in summary {
+        *counts.entry(campaign.as_str()).or_default() += cities.values().sum::<usize>();
+    }
+    counts
 }
 
 fn reload_states() -> Vec<NotifyState<'static>> {

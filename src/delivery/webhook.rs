@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use serde::Serialize;
 use sha2::Sha256;
 
 use super::retry::parse_retry_after;
@@ -48,27 +49,55 @@ pub fn verify(secret: &[u8], timestamp: &str, body: &[u8], header: &str) -> bool
     mac.verify_slice(&given).is_ok()
 }
 
-/// The JSON body of one push.
-pub fn body(send: &ClaimedSend, now: DateTime<Utc>) -> serde_json::Value {
-    serde_json::json!({
-        "campaign": send.campaign_id,
-        "occurrence": send.occurrence,
-        "member": send.external_id,
-        "openid": send.openid,
-        "lang": send.lang,
-        "variant": send.variant,
-        "text": send.text,
-        "due_at": send.due_at,
-        "sent_at": now,
-        "attempt": send.attempts + 1,
-    })
+/// The JSON body of one push (serialized straight from the claimed row, with no
+/// intermediate map: this is on the hot path).
+#[derive(Debug, Serialize)]
+pub struct Body<'a> {
+    /// Campaign id.
+    pub campaign: &'a str,
+    /// Occurrence key (a date, a year, a cron instant).
+    pub occurrence: &'a str,
+    /// The member's external id.
+    pub member: &'a str,
+    /// The member's WeChat openid, if known.
+    pub openid: Option<&'a str>,
+    /// BCP-47 tag of the message variant.
+    pub lang: &'a str,
+    /// Variant label.
+    pub variant: &'a str,
+    /// Rendered text.
+    pub text: &'a str,
+    /// When the push fell due.
+    pub due_at: DateTime<Utc>,
+    /// When this attempt was made.
+    pub sent_at: DateTime<Utc>,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+}
+
+impl<'a> Body<'a> {
+    /// The body of `send`'s next attempt, made at `now`.
+    pub fn new(send: &'a ClaimedSend, now: DateTime<Utc>) -> Self {
+        Self {
+            campaign: &send.campaign_id,
+            occurrence: &send.occurrence,
+            member: &send.external_id,
+            openid: send.openid.as_deref(),
+            lang: &send.lang,
+            variant: &send.variant,
+            text: &send.text,
+            due_at: send.due_at,
+            sent_at: now,
+            attempt: send.attempts + 1,
+        }
+    }
 }
 
 /// POSTs pushes to one URL.
 #[derive(Clone)]
 pub struct WebhookChannel {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     secret: Option<Vec<u8>>,
 }
 
@@ -90,16 +119,19 @@ impl WebhookChannel {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|error| Error::Connect(error.to_string()))?;
-        Ok(Self { client, url: url.to_owned(), secret: secret.map(String::into_bytes) })
+        // Parsed once: parsing it per request showed in profiles.
+        let url = reqwest::Url::parse(url)
+            .map_err(|error| Error::Connect(format!("webhook url {url:?}: {error}")))?;
+        Ok(Self { client, url, secret: secret.map(String::into_bytes) })
     }
 
     /// Sends one push; `Ok` on a 2xx.
     pub async fn send(&self, send: &ClaimedSend, now: DateTime<Utc>) -> Result<()> {
-        let body = serde_json::to_vec(&body(send, now))
+        let body = serde_json::to_vec(&Body::new(send, now))
             .map_err(|error| Error::InvalidResponse(error.to_string()))?;
         let mut request = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(IDEMPOTENCY_KEY, send.idempotency_key());
         if let Some(secret) = &self.secret {
