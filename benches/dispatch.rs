@@ -3,13 +3,16 @@
 //! reqwest client posting the same number of requests to the same sink with the same
 //! concurrency, in the same run. `ALMANAC_BENCH_N` sets the pushes per run
 //! (default 20 000). PostgreSQL is skipped, loudly, when no server answers.
-
-#[path = "../tests/common/sink.rs"]
-mod sink;
+//!
+//! The sink is lean on purpose (an axum handler that counts requests with an
+//! `Idempotency-Key` header): the recording sink of the tests spends more CPU per
+//! request than the client, and on two cores that would cap both figures.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use almanac::clock::{Clock, SystemClock};
 use almanac::delivery::{ChannelConfig, Channels, Dispatcher, DispatcherConfig};
@@ -17,12 +20,57 @@ use almanac::members::Member;
 use almanac::metrics::Metrics;
 use almanac::store::testing::TestDb;
 use almanac::store::{NewSend, SendStatus, Store};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 const CONCURRENCY: usize = 128;
 const BATCH: usize = 1000;
+
+/// A loopback HTTP sink that counts the requests carrying an `Idempotency-Key`.
+struct Sink {
+    url: String,
+    count: Arc<AtomicUsize>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    async fn start() -> Self {
+        async fn push(
+            State(count): State<Arc<AtomicUsize>>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> StatusCode {
+            if body.is_empty() || !headers.contains_key("idempotency-key") {
+                return StatusCode::BAD_REQUEST;
+            }
+            count.fetch_add(1, Ordering::Relaxed);
+            StatusCode::OK
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        let app =
+            axum::Router::new().route("/push", axum::routing::post(push)).with_state(count.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/push", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { url, count, server }
+    }
+
+    fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
 
 async fn seed(store: &Store, count: usize) {
     let members: Vec<(Member, Option<almanac::geo::Place>)> = (0..count)
@@ -88,7 +136,7 @@ async fn bare_client(url: &str, count: usize) -> f64 {
 
 async fn dispatch(db: TestDb, count: usize) -> f64 {
     seed(&db.store, count).await;
-    let sink = sink::Sink::accepting().await;
+    let sink = Sink::start().await;
     let text = format!("type = \"webhook\"\nurl = \"{}\"\n", sink.url);
     let configs: BTreeMap<String, ChannelConfig> =
         BTreeMap::from([("hook".to_owned(), toml::from_str(&text).unwrap())]);
@@ -122,7 +170,7 @@ fn main() {
         std::env::var("ALMANAC_BENCH_N").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let sink = sink::Sink::accepting().await;
+        let sink = Sink::start().await;
         // Warm up the sink and the client's connections.
         bare_client(&sink.url, 2_000).await;
         let ceiling = bare_client(&sink.url, count).await;

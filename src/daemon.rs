@@ -42,7 +42,7 @@ use crate::delivery::{Channels, Dispatcher, DispatcherHandle};
 use crate::geo::Geo;
 use crate::http::AppState;
 use crate::metrics::Metrics;
-use crate::store::{NewSend, Resolution, SendStatus, Store};
+use crate::store::{NewSend, PlannerMark, Resolution, SendStatus, Store};
 use crate::timing::{Engine, EngineConfig, History, PastSend, Recipient};
 
 /// Errors that stop the daemon (before or while starting).
@@ -252,6 +252,10 @@ struct Compiled {
     set: Arc<CampaignSet>,
     paused: HashSet<String>,
     engine: Engine<'static>,
+    /// Digest of what the engine plans with (active campaigns' content, engine
+    /// settings, bundled data version): a window planned with another digest is
+    /// planned again.
+    hash: String,
 }
 
 /// Everything the periodic jobs share.
@@ -268,15 +272,10 @@ struct Core {
     /// The last compiled engine (rebuilt when the set or the paused ids change).
     compiled: std::sync::Mutex<Option<Arc<Compiled>>>,
     /// Held while a planner tick runs (shutdown waits for it).
-    planner: tokio::sync::Mutex<PlannerState>,
+    planner: tokio::sync::Mutex<()>,
     planner_cancel: CancellationToken,
-}
-
-#[derive(Default)]
-struct PlannerState {
-    last_planned: Option<DateTime<Utc>>,
-    /// What the last window was planned with: a new set plans from `now` again.
-    planned_with: Option<Arc<Compiled>>,
+    /// This process's name in the planner lease (`host:pid`, as the dispatcher's).
+    owner: String,
 }
 
 /// What one tick planned, for the log: (campaign, local time) → city → members.
@@ -302,16 +301,33 @@ impl Core {
             .filter(|campaign| !paused.contains(&campaign.id))
             .cloned()
             .collect();
-        let engine = Engine::new(&active, self.geo, engine_config(&self.config))?;
-        let compiled = Arc::new(Compiled { set: set.clone(), paused: paused.clone(), engine });
+        let config = engine_config(&self.config);
+        let engine = Engine::new(&active, self.geo, config)?;
+        let hash = {
+            use sha2::Digest;
+            let mut digest = sha2::Sha256::new();
+            digest.update(format!("{config:?}\0{}\0", self.geo.data_version()));
+            let mut sources: Vec<(&str, &str)> = active
+                .iter()
+                .map(|campaign| (campaign.id.as_str(), campaign.source.content_hash.as_str()))
+                .collect();
+            sources.sort_unstable();
+            for (id, content) in sources {
+                digest.update(format!("{id}\0{content}\0"));
+            }
+            hex::encode(digest.finalize())
+        };
+        let compiled =
+            Arc::new(Compiled { set: set.clone(), paused: paused.clone(), engine, hash });
         *cache = Some(compiled.clone());
         Ok(compiled)
     }
 
-    /// One planner tick: plan `[last_planned, now + horizon)` for every active
-    /// campaign, member page by member page, and write the due sends.
+    /// One planner tick: unless another replica holds the planner lease, plan
+    /// `[planned_until, now + horizon)` for every active campaign, member page by
+    /// member page, write the due sends, and record the new `planned_until`.
     async fn plan_tick(&self) -> Result<u64, crate::store::Error> {
-        let Ok(mut state) = self.planner.try_lock() else {
+        let Ok(_running) = self.planner.try_lock() else {
             tracing::debug!("Planner tick skipped: the previous one is still running.");
             return Ok(0);
         };
@@ -327,8 +343,18 @@ impl Core {
                 return Ok(0);
             }
         };
-        let same_set = state.planned_with.as_ref().is_some_and(|last| Arc::ptr_eq(last, &compiled));
-        let from = match state.last_planned {
+        let lease = PlannerLease {
+            owner: self.owner.clone(),
+            clock: self.clock.clone(),
+            length: horizon / REPLAN_FRACTION,
+        };
+        let Some(mark) = lease.renew(&self.store).await? else {
+            tracing::debug!("Planner tick skipped: another replica is planning.");
+            return Ok(0);
+        };
+        let same_set = mark.campaigns_hash.as_deref() == Some(compiled.hash.as_str());
+        let from = match mark.planned_until {
+            Some(last) if last > now + horizon => now, // the clock went back (a demo rerun)
             Some(last) if same_set => last,
             // New or changed campaigns (or a resume): plan from now again; the
             // ledger's unique key and the history make re-planning harmless.
@@ -336,12 +362,36 @@ impl Core {
             None => now,
         };
         let to = now + horizon;
-        if same_set && to - from < horizon / REPLAN_FRACTION {
+        let planned = if same_set && to - from < horizon / REPLAN_FRACTION {
             // At least three quarters of the horizon is planned ahead: reading every
             // member again to plan a few more seconds would cost a full pass over
             // the members table on every tick.
-            return Ok(0);
-        }
+            Ok(None)
+        } else {
+            self.plan_window(&set, &compiled, &lease, from, to).await
+        };
+        let mark = match &planned {
+            Ok(Some(_)) => Some(PlannerMark {
+                planned_until: Some(to),
+                campaigns_hash: Some(compiled.hash.clone()),
+                generation: mark.generation,
+            }),
+            _ => None,
+        };
+        self.store.finish_planning(&self.owner, mark.as_ref()).await?;
+        Ok(planned?.unwrap_or(0))
+    }
+
+    /// Plans `[from, to)`; `None` when cancelled before the last page (the next
+    /// run re-plans idempotently).
+    async fn plan_window(
+        &self,
+        set: &CampaignSet,
+        compiled: &Compiled,
+        lease: &PlannerLease,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Option<u64>, crate::store::Error> {
         let by_id: HashMap<&str, &Campaign> =
             set.campaigns.iter().map(|campaign| (campaign.id.as_str(), campaign)).collect();
         let mut summary = Summary::new();
@@ -353,6 +403,7 @@ impl Core {
         let reader = tokio::spawn(read_pages(
             self.store.clone(),
             self.config.planner.batch,
+            lease.clone(),
             self.planner_cancel.clone(),
             pages_tx,
         ));
@@ -390,12 +441,8 @@ impl Core {
             self.metrics.planned.with_label_values(&[campaign]).inc_by(count as u64);
         }
         if !complete {
-            // Cancelled: leave last_planned where it was; the next run re-plans
-            // idempotently.
-            return Ok(inserted);
+            return Ok(None);
         }
-        state.last_planned = Some(to);
-        state.planned_with = Some(compiled);
         if inserted > 0 {
             self.dispatcher.wake();
             for ((campaign, local), cities) in summary.iter().take(20) {
@@ -419,7 +466,7 @@ impl Core {
                 "Planned sends into the ledger."
             );
         }
-        Ok(inserted)
+        Ok(Some(inserted))
     }
 
     /// Turns the engine's due sends into ledger rows, counting them for the log.
@@ -538,6 +585,23 @@ impl Core {
 /// so everything due before `now + 3/4 horizon` is always in the ledger.
 const REPLAN_FRACTION: i32 = 4;
 
+/// The planner lease this process takes in the store for one tick.
+#[derive(Clone)]
+struct PlannerLease {
+    owner: String,
+    clock: Arc<dyn Clock>,
+    /// How long a replica that died while planning blocks the others.
+    length: chrono::Duration,
+}
+
+impl PlannerLease {
+    /// Takes or renews the lease; the shared mark when it is ours.
+    async fn renew(&self, store: &Store) -> Result<Option<PlannerMark>, crate::store::Error> {
+        let now = self.clock.now();
+        store.lead_planner(&self.owner, now, now + self.length).await
+    }
+}
+
 /// Pages (and ledger row batches) buffered between the planner's stages.
 const PIPELINE_DEPTH: usize = 2;
 
@@ -546,12 +610,19 @@ const PIPELINE_DEPTH: usize = 2;
 async fn read_pages(
     store: Store,
     batch: i64,
+    lease: PlannerLease,
     cancel: CancellationToken,
     pages: tokio::sync::mpsc::Sender<(Vec<crate::store::StoredMember>, History)>,
 ) -> Result<bool, crate::store::Error> {
     let mut after = 0;
     loop {
         if cancel.is_cancelled() {
+            return Ok(false);
+        }
+        if lease.renew(&store).await?.is_none() {
+            // Held too long (a stall): another replica took over; harmless, since
+            // planning is idempotent, but one planner is enough.
+            tracing::warn!("Planner lease lost to another replica; stopping this tick.");
             return Ok(false);
         }
         let page = store.members_page(after, batch).await?;
@@ -751,7 +822,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         channels,
         clock.clone(),
         metrics.clone(),
-        dispatch_settings.config(owner),
+        dispatch_settings.config(owner.clone()),
     )
     .with_poll(dispatch_settings.poll())
     .with_drain_timeout(config.shutdown_grace);
@@ -767,8 +838,9 @@ pub async fn run(options: Options) -> Result<(), Error> {
         dispatcher: dispatcher_handle,
         listen: local,
         compiled: std::sync::Mutex::new(None),
-        planner: tokio::sync::Mutex::new(PlannerState::default()),
+        planner: tokio::sync::Mutex::new(()),
         planner_cancel: root.child_token(),
+        owner: owner.clone(),
     });
 
     let mut tasks = JoinSet::new();

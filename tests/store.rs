@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use almanac::geo::{CityId, Place, PlaceSource};
 use almanac::members::Member;
 use almanac::store::testing::TestDb;
-use almanac::store::{NewSend, Outcome, Resolution, SendStatus, Store, UpsertKind};
+use almanac::store::{NewSend, Outcome, PlannerMark, Resolution, SendStatus, Store, UpsertKind};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 both_backends!(
@@ -26,6 +26,7 @@ both_backends!(
     forget_erases_personal_data,
     concurrent_inserts_keep_ledger_unique,
     concurrent_claimers_never_share_rows,
+    planner_lease_admits_one_replica,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -550,4 +551,49 @@ async fn concurrent_claimers_never_share_rows(db: &TestDb) {
     assert_eq!(total, 500);
     let backlog = db.store.backlog().await.unwrap();
     assert_eq!(count(&backlog, SendStatus::Sent), 500);
+}
+
+async fn planner_lease_admits_one_replica(db: &TestDb) {
+    let store = &db.store;
+    let lease = Duration::minutes(15);
+    let fresh = store.lead_planner("a:1", t0(), t0() + lease).await.unwrap();
+    assert_eq!(fresh, Some(PlannerMark::default()), "a new database has planned nothing");
+    assert_eq!(store.lead_planner("b:2", t0(), t0() + lease).await.unwrap(), None);
+    // The holder renews; the other replica still waits.
+    let later = t0() + Duration::minutes(5);
+    assert!(store.lead_planner("a:1", later, later + lease).await.unwrap().is_some());
+    assert_eq!(store.lead_planner("b:2", later, later + lease).await.unwrap(), None);
+    // Releasing with a mark hands it to the next leader.
+    let mark = PlannerMark {
+        planned_until: Some(t0() + Duration::hours(1)),
+        campaigns_hash: Some("digest".into()),
+        generation: 0,
+    };
+    store.finish_planning("b:2", Some(&PlannerMark::default())).await.unwrap();
+    store.finish_planning("a:1", Some(&mark)).await.unwrap();
+    assert_eq!(store.lead_planner("b:2", later, later + lease).await.unwrap(), Some(mark.clone()));
+    // A leader that dies keeps the lease only until it expires.
+    let expired = later + lease + Duration::seconds(1);
+    assert_eq!(store.lead_planner("a:1", later, later + lease).await.unwrap(), None);
+    assert_eq!(
+        store.lead_planner("a:1", expired, expired + lease).await.unwrap(),
+        Some(mark.clone())
+    );
+    // Releasing without a mark keeps the old one.
+    store.finish_planning("a:1", None).await.unwrap();
+    let unchanged = store.lead_planner("b:2", expired, expired + lease).await.unwrap();
+    assert_eq!(unchanged, Some(mark.clone()));
+    // Members imported while b plans: b's window is not recorded, the next tick
+    // plans every member from now.
+    store.upsert_members(&[(member(1), None)]).await.unwrap();
+    store.finish_planning("b:2", Some(&mark)).await.unwrap();
+    let after_import = store.lead_planner("c:3", expired, expired + lease).await.unwrap().unwrap();
+    assert_eq!(after_import.planned_until, None, "new members are planned from now");
+    assert_eq!(after_import.generation, mark.generation + 1);
+    let replanned = PlannerMark { planned_until: mark.planned_until, ..after_import.clone() };
+    store.finish_planning("c:3", Some(&replanned)).await.unwrap();
+    // Upserting the same member again changes nothing, so the mark stays.
+    store.upsert_members(&[(member(1), None)]).await.unwrap();
+    let same = store.lead_planner("c:3", expired, expired + lease).await.unwrap();
+    assert_eq!(same, Some(replanned));
 }

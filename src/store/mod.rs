@@ -318,6 +318,19 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// How far the ledger is planned, and with which campaign set (shared by replicas;
+/// see [`Store::lead_planner`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlannerMark {
+    /// Every send due before this instant is in the ledger (`None`: plan from now).
+    pub planned_until: Option<DateTime<Utc>>,
+    /// A digest of the campaigns the window was planned with.
+    pub campaigns_hash: Option<String>,
+    /// Bumped by [`Store::forget_planned`]: a mark read before members changed is
+    /// not recorded by [`Store::finish_planning`] (the lease is still released).
+    pub generation: i64,
+}
+
 /// A cached WeChat access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WechatToken {
@@ -494,6 +507,11 @@ impl Store {
         unique.sort_by(|a, b| a.0.external_id.cmp(&b.0.external_id));
         let written =
             dispatch!(self, |pool, backend| backend::upsert_members(pool, &unique).await?);
+        if written.iter().any(|(_, _, kind)| *kind != UpsertKind::Unchanged) {
+            // New or changed members are planned from now on the next tick, also
+            // inside the window a running daemon already planned.
+            self.forget_planned().await?;
+        }
         let outcome: std::collections::HashMap<&str, Upserted> = written
             .iter()
             .map(|(external_id, id, kind)| {
@@ -758,6 +776,33 @@ impl Store {
     ) -> Result<()> {
         dispatch!(self, |pool, backend| backend::put_wechat_token(pool, app_id, token, expires_at)
             .await)
+    }
+
+    // ---- planner lease ----------------------------------------------------------
+
+    /// Takes (or renews) the planner lease for `owner` until `until`, unless another
+    /// replica holds one that has not expired at `now`; returns the shared mark when
+    /// the lease is `owner`'s. One replica plans at a time, so replicas do not each
+    /// read and plan every member.
+    pub async fn lead_planner(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<PlannerMark>> {
+        dispatch!(self, |pool, backend| backend::lead_planner(pool, owner, now, until).await)
+    }
+
+    /// Releases `owner`'s planner lease, recording `mark` when given (a replica
+    /// that lost its lease changes nothing).
+    pub async fn finish_planning(&self, owner: &str, mark: Option<&PlannerMark>) -> Result<()> {
+        dispatch!(self, |pool, backend| backend::finish_planning(pool, owner, mark).await)
+    }
+
+    /// Forgets how far the ledger is planned: the next planner tick plans every
+    /// member from now (done after members are added or changed).
+    pub async fn forget_planned(&self) -> Result<()> {
+        dispatch!(self, |pool, backend| backend::forget_planned(pool).await)
     }
 
     /// Every column of every table as text, for erasure checks: (table, row as text).

@@ -9,7 +9,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
     AuditEntry, CampaignState, ClaimedSend, Error, HistoryEntry, MemberCounts, NewSend, OutcomeRow,
-    Resolution, Result, SendRow, StoredMember, StoredMemberFull, UpsertKind, WechatToken,
+    PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull, UpsertKind,
+    WechatToken,
 };
 use crate::members::Member;
 
@@ -683,6 +684,68 @@ pub(super) async fn put_wechat_token(
     .bind(app_id)
     .bind(token)
     .bind(micros(expires_at))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn lead_planner(
+    pool: &SqlitePool,
+    owner: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Option<PlannerMark>> {
+    let row = sqlx::query(
+        "UPDATE planner_state SET owner = ?1, lease_expires_at = ?3 \
+         WHERE id = 1 AND (owner IS NULL OR owner = ?1 OR lease_expires_at < ?2) \
+         RETURNING planned_until, campaigns_hash, generation",
+    )
+    .bind(owner)
+    .bind(micros(now))
+    .bind(micros(until))
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| {
+        Ok(PlannerMark {
+            planned_until: opt_instant(row.try_get(0)?, "planner_state")?,
+            campaigns_hash: row.try_get(1)?,
+            generation: row.try_get(2)?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn finish_planning(
+    pool: &SqlitePool,
+    owner: &str,
+    mark: Option<&PlannerMark>,
+) -> Result<()> {
+    let query = match mark {
+        Some(mark) => sqlx::query(
+            "UPDATE planner_state SET owner = NULL, lease_expires_at = NULL, \
+             planned_until = CASE WHEN generation = ?4 THEN ?2 ELSE planned_until END, \
+             campaigns_hash = CASE WHEN generation = ?4 THEN ?3 ELSE campaigns_hash END \
+             WHERE id = 1 AND owner = ?1",
+        )
+        .bind(owner)
+        .bind(mark.planned_until.map(micros))
+        .bind(mark.campaigns_hash.as_deref())
+        .bind(mark.generation),
+        None => sqlx::query(
+            "UPDATE planner_state SET owner = NULL, lease_expires_at = NULL \
+             WHERE id = 1 AND owner = ?1",
+        )
+        .bind(owner),
+    };
+    query.execute(pool).await?;
+    Ok(())
+}
+
+pub(super) async fn forget_planned(pool: &SqlitePool) -> Result<()> {
+    sqlx::query(
+        "UPDATE planner_state SET planned_until = NULL, generation = generation + 1 \
+         WHERE id = 1",
+    )
     .execute(pool)
     .await?;
     Ok(())
