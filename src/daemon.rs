@@ -354,12 +354,15 @@ impl Core {
         };
         let same_set = mark.campaigns_hash.as_deref() == Some(compiled.hash.as_str());
         let from = match mark.planned_until {
-            Some(last) if last > now + horizon => now, // the clock went back (a demo rerun)
-            Some(last) if same_set => last,
-            // New or changed campaigns (or a resume): plan from now again; the
-            // ledger's unique key and the history make re-planning harmless.
-            Some(last) => last.min(now),
-            None => now,
+            // Planned ahead with these campaigns: go on from there. After downtime
+            // (`last` in the past) plan from now: the engine still looks back each
+            // campaign's `window`, so what fell due while no daemon ran goes out if
+            // it is still in its window, and nothing older does.
+            Some(last) if same_set && last <= now + horizon => last.max(now),
+            // New or changed campaigns (or a resume), nothing recorded, or the clock
+            // went back (a demo rerun): plan from now again; the ledger's unique key
+            // and the history make re-planning harmless.
+            _ => now,
         };
         let to = now + horizon;
         let planned = if same_set && to - from < horizon / REPLAN_FRACTION {
