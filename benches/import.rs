@@ -208,7 +208,7 @@ async fn upsert_only(db: &TestDb, rows: &[Member]) -> f64 {
     let rows: Vec<(Member, almanac::store::Resolution)> =
         rows.iter().map(|m| (m.clone(), resolution.clone())).collect();
     let started = Instant::now();
-    for batch in rows.chunks(members::DEFAULT_BATCH) {
+    for batch in rows.chunks(members::default_batch(&db.store)) {
         db.store.upsert_resolved(batch).await.unwrap();
     }
     started.elapsed().as_secs_f64()
@@ -226,7 +226,7 @@ async fn import(
         members::read_file(path).unwrap(),
         resolver.clone(),
         version,
-        members::DEFAULT_BATCH,
+        members::default_batch(&db.store),
         &mut |error| panic!("unexpected bad row: {error}"),
         &mut |_| {},
     )
@@ -257,8 +257,10 @@ fn main() {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     println!(
-        "members import: {count} synthetic members, bundled geo {version}, batch {}",
-        members::DEFAULT_BATCH
+        "members import: {count} synthetic members, bundled geo {version}, batch {} on SQLite, \
+         {} on PostgreSQL",
+        members::DEFAULT_BATCH,
+        members::DEFAULT_BATCH_POSTGRES
     );
     println!(
         "{:<9} {:<40} {:>9} {:>8} {:>10} {:>8}",

@@ -709,13 +709,14 @@ async fn import_members(
 ) -> Result<(), Error> {
     let rows = crate::members::read_file(path)?;
     let (mut imported, mut bad) = (0usize, 0usize);
-    let mut batch = Vec::with_capacity(500);
+    let size = crate::members::default_batch(store);
+    let mut batch = Vec::with_capacity(size);
     for row in rows {
         match row {
             Ok(member) => {
                 let resolution = resolve(geo, metrics, &member);
                 batch.push((member, resolution));
-                if batch.len() == 500 {
+                if batch.len() == size {
                     imported += store.upsert_resolved(&batch).await?.len();
                     batch.clear();
                 }

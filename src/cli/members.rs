@@ -22,9 +22,9 @@ pub enum Command {
         /// Database URL.
         #[arg(long, env = "ALMANAC_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database: String,
-        /// Rows per database batch.
-        #[arg(long, default_value_t = members::DEFAULT_BATCH)]
-        batch: usize,
+        /// Rows per database batch [default: 2000 on SQLite, 10000 on PostgreSQL].
+        #[arg(long)]
+        batch: Option<usize>,
     },
     /// Write every member to stdout (or a file).
     Export {
@@ -104,9 +104,14 @@ async fn connect(url: &str) -> anyhow::Result<Store> {
     Store::connect(url).await.with_context(|| format!("opening {}", redact_url(url)))
 }
 
-async fn import(file: &std::path::Path, database: &str, batch: usize) -> anyhow::Result<ExitCode> {
+async fn import(
+    file: &std::path::Path,
+    database: &str,
+    batch: Option<usize>,
+) -> anyhow::Result<ExitCode> {
     let rows = members::read_file(file)?;
     let store = connect(database).await?;
+    let batch = batch.unwrap_or_else(|| members::default_batch(&store));
     let (resolver, version) = members::geo_resolver(crate::geo::Geo::bundled());
     let progress = std::io::stdout().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
