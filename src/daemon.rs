@@ -618,17 +618,24 @@ async fn read_pages(
     pages: tokio::sync::mpsc::Sender<(Vec<crate::store::StoredMember>, History)>,
 ) -> Result<bool, crate::store::Error> {
     let mut after = 0;
+    // The tick took the lease just before; renew it once half of it has passed
+    // (a write per page would queue behind the dispatcher's on SQLite).
+    let mut renewed = lease.clock.now();
     loop {
         if cancel.is_cancelled() {
             return Ok(false);
         }
-        if lease.renew(&store).await?.is_none() {
-            // Held too long (a stall): another replica took over; harmless, since
-            // planning is idempotent, but one planner is enough.
-            tracing::warn!("Planner lease lost to another replica; stopping this tick.");
-            return Ok(false);
+        let now = lease.clock.now();
+        if now - renewed >= lease.length / 2 {
+            if lease.renew(&store).await?.is_none() {
+                // Held too long (a stall): another replica took over; harmless,
+                // since planning is idempotent, but one planner is enough.
+                tracing::warn!("Planner lease lost to another replica; stopping this tick.");
+                return Ok(false);
+            }
+            renewed = now;
         }
-        let page = store.members_page(after, batch).await?;
+        let page = store.planning_page(after, batch).await?;
         let Some(last) = page.last() else { return Ok(true) };
         after = last.id;
         let ids: Vec<i64> = page.iter().map(|member| member.id).collect();

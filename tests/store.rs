@@ -140,6 +140,24 @@ async fn members_round_trip(db: &TestDb) {
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].id, ids[1].id);
 
+    // The planner's page: the engine's fields as stored, the others empty.
+    let planning = store.planning_page(0, 10).await.unwrap();
+    assert_eq!(planning.len(), 2);
+    let expected = Member {
+        openid: None,
+        phone: None,
+        city: None,
+        province: None,
+        ip: None,
+        last_interaction_at: None,
+        ..member(1)
+    };
+    assert_eq!(planning[0].member, expected);
+    assert_eq!(planning[0].place, Some(harbin()));
+    assert_eq!(planning[1].member.opted_out_at, Some(t0()));
+    assert_eq!(planning[1].place, None);
+    assert_eq!(store.planning_page(ids[0].id, 10).await.unwrap()[0].id, ids[1].id);
+
     assert_eq!(store.member_id_by_openid("oOPENID00001xyz").await.unwrap(), Some(ids[0].id));
     assert_eq!(store.member_id_by_openid("unknown").await.unwrap(), None);
 

@@ -535,6 +535,16 @@ impl Store {
         Ok(rows.into_iter().map(|row| row.stored).collect())
     }
 
+    /// Like [`Store::members_page`], reading only what the timing engine uses:
+    /// `openid`, `phone`, `city`, `province`, `ip`, `last_interaction_at` and
+    /// `unresolved_reason` come back empty (the planner's hot path; a field the
+    /// engine starts to read must be added to the backends' planning columns).
+    pub async fn planning_page(&self, after: i64, limit: i64) -> Result<Vec<StoredMember>> {
+        let rows =
+            dispatch!(self, |pool, backend| backend::planning_page(pool, after, limit).await?);
+        Ok(rows.into_iter().map(|row| row.stored).collect())
+    }
+
     /// A member by external id.
     pub async fn get_member(&self, external_id: &str) -> Result<Option<StoredMember>> {
         let rows =

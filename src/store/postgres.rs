@@ -21,6 +21,15 @@ const MEMBER_COLUMNS: &str = "id, external_id, openid, name, phone, city, provin
     place_city_id, place_tz, place_source, place_confidence, place_distance_km, \
     unresolved_reason, data_version";
 
+/// What the planner reads ([`super::Store::planning_page`]): the timing engine's
+/// fields, NULL for the rest.
+const PLANNING_COLUMNS: &str = "id, external_id, NULL::text AS openid, name, \
+    NULL::text AS phone, NULL::text AS city, NULL::text AS province, lat, lon, \
+    NULL::text AS ip, lang, tags::text AS tags, attrs::text AS attrs, opted_out_at, \
+    NULL::timestamptz AS last_interaction_at, place_city_id, place_tz, place_source, \
+    place_confidence, place_distance_km, NULL::text AS unresolved_reason, \
+    NULL::text AS data_version";
+
 fn member_from_row(row: &PgRow) -> Result<StoredMemberFull> {
     let member = Member {
         external_id: row.try_get("external_id")?,
@@ -74,10 +83,28 @@ pub(super) async fn members_page(
     limit: i64,
     stale_for: Option<&str>,
 ) -> Result<Vec<StoredMemberFull>> {
+    members_page_of(pool, MEMBER_COLUMNS, after, limit, stale_for).await
+}
+
+pub(super) async fn planning_page(
+    pool: &PgPool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredMemberFull>> {
+    members_page_of(pool, PLANNING_COLUMNS, after, limit, None).await
+}
+
+async fn members_page_of(
+    pool: &PgPool,
+    columns: &str,
+    after: i64,
+    limit: i64,
+    stale_for: Option<&str>,
+) -> Result<Vec<StoredMemberFull>> {
     let rows = match stale_for {
         None => {
             sqlx::query(&format!(
-                "SELECT {MEMBER_COLUMNS} FROM members WHERE id > $1 ORDER BY id LIMIT $2"
+                "SELECT {columns} FROM members WHERE id > $1 ORDER BY id LIMIT $2"
             ))
             .bind(after)
             .bind(limit)
@@ -86,7 +113,7 @@ pub(super) async fn members_page(
         }
         Some(version) => {
             sqlx::query(&format!(
-                "SELECT {MEMBER_COLUMNS} FROM members WHERE id > $1 \
+                "SELECT {columns} FROM members WHERE id > $1 \
                  AND data_version IS DISTINCT FROM $3 ORDER BY id LIMIT $2"
             ))
             .bind(after)

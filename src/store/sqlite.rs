@@ -49,6 +49,13 @@ const MEMBER_COLUMNS: &str = "id, external_id, openid, name, phone, city, provin
     ip, lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, \
     place_source, place_confidence, place_distance_km, unresolved_reason, data_version";
 
+/// What the planner reads ([`super::Store::planning_page`]): the timing engine's
+/// fields, NULL for the rest (decoding a NULL costs next to nothing).
+const PLANNING_COLUMNS: &str = "id, external_id, NULL AS openid, name, NULL AS phone, \
+    NULL AS city, NULL AS province, lat, lon, NULL AS ip, lang, tags, attrs, opted_out_at, \
+    NULL AS last_interaction_at, place_city_id, place_tz, place_source, place_confidence, \
+    place_distance_km, NULL AS unresolved_reason, NULL AS data_version";
+
 fn member_from_row(row: &SqliteRow) -> Result<StoredMemberFull> {
     let member = Member {
         external_id: row.try_get("external_id")?,
@@ -111,10 +118,28 @@ pub(super) async fn members_page(
     limit: i64,
     stale_for: Option<&str>,
 ) -> Result<Vec<StoredMemberFull>> {
+    members_page_of(pool, MEMBER_COLUMNS, after, limit, stale_for).await
+}
+
+pub(super) async fn planning_page(
+    pool: &SqlitePool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredMemberFull>> {
+    members_page_of(pool, PLANNING_COLUMNS, after, limit, None).await
+}
+
+async fn members_page_of(
+    pool: &SqlitePool,
+    columns: &str,
+    after: i64,
+    limit: i64,
+    stale_for: Option<&str>,
+) -> Result<Vec<StoredMemberFull>> {
     let sql = match stale_for {
-        None => format!("SELECT {MEMBER_COLUMNS} FROM members WHERE id > ?1 ORDER BY id LIMIT ?2"),
+        None => format!("SELECT {columns} FROM members WHERE id > ?1 ORDER BY id LIMIT ?2"),
         Some(_) => format!(
-            "SELECT {MEMBER_COLUMNS} FROM members WHERE id > ?1 \
+            "SELECT {columns} FROM members WHERE id > ?1 \
              AND (data_version IS NULL OR data_version <> ?3) ORDER BY id LIMIT ?2"
         ),
     };
