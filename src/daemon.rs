@@ -352,37 +352,23 @@ impl Core {
             tracing::debug!("Planner tick skipped: another replica is planning.");
             return Ok(0);
         };
-        let same_set = mark.campaigns_hash.as_deref() == Some(compiled.hash.as_str());
-        let from = match mark.planned_until {
-            // Planned ahead with these campaigns: go on from there. After downtime
-            // (`last` in the past) plan from now: the engine still looks back each
-            // campaign's `window`, so what fell due while no daemon ran goes out if
-            // it is still in its window, and nothing older does.
-            Some(last) if same_set && last <= now + horizon => last.max(now),
-            // New or changed campaigns (or a resume), nothing recorded, or the clock
-            // went back (a demo rerun): plan from now again; the ledger's unique key
-            // and the history make re-planning harmless.
-            _ => now,
-        };
-        let to = now + horizon;
-        let planned = if same_set && to - from < horizon / REPLAN_FRACTION {
-            // At least three quarters of the horizon is planned ahead: reading every
-            // member again to plan a few more seconds would cost a full pass over
-            // the members table on every tick.
-            Ok(None)
-        } else {
-            self.plan_window(&set, &compiled, &lease, from, to).await
+        let planned = match window_to_plan(&mark, &compiled.hash, now, horizon) {
+            Some((from, to)) => self
+                .plan_window(&set, &compiled, &lease, from, to)
+                .await
+                .map(|n| n.map(|n| (n, to))),
+            None => Ok(None),
         };
         let mark = match &planned {
-            Ok(Some(_)) => Some(PlannerMark {
-                planned_until: Some(to),
+            Ok(Some((_, to))) => Some(PlannerMark {
+                planned_until: Some(*to),
                 campaigns_hash: Some(compiled.hash.clone()),
                 generation: mark.generation,
             }),
             _ => None,
         };
         self.store.finish_planning(&self.owner, mark.as_ref()).await?;
-        Ok(planned?.unwrap_or(0))
+        Ok(planned?.map_or(0, |(inserted, _)| inserted))
     }
 
     /// Plans `[from, to)`; `None` when cancelled before the last page (the next
@@ -587,6 +573,35 @@ impl Core {
 /// A tick plans once more than `1 / REPLAN_FRACTION` of the horizon is unplanned,
 /// so everything due before `now + 3/4 horizon` is always in the ledger.
 const REPLAN_FRACTION: i32 = 4;
+
+/// The window a tick plans given the shared `mark`, the digest of the campaigns it
+/// would plan with, and its clock; `None` when at least three quarters of the
+/// horizon is planned ahead with the same digest (reading every member again to
+/// plan a few more seconds would cost a full pass over the members table on
+/// every tick).
+fn window_to_plan(
+    mark: &PlannerMark,
+    digest: &str,
+    now: DateTime<Utc>,
+    horizon: chrono::Duration,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let same_set = mark.campaigns_hash.as_deref() == Some(digest);
+    let from = match mark.planned_until {
+        // Planned ahead with these campaigns: go on from there. After downtime
+        // (`last` in the past) plan from now: the engine still looks back each
+        // campaign's `window`, so what fell due while no daemon ran goes out if it
+        // is still in its window, and nothing older does.
+        Some(last) if same_set && last <= now + horizon => last.max(now),
+        // New or changed campaigns (or a resume), nothing recorded, or the clock
+        // went back (a demo rerun): plan from now again; the ledger's unique key
+        // and the history make re-planning harmless.
+        _ => now,
+    };
+    let to = now + horizon;
+    let enough_ahead =
+        same_set && mark.planned_until.is_some() && to - from < horizon / REPLAN_FRACTION;
+    (!enough_ahead).then_some((from, to))
+}
 
 /// The planner lease this process takes in the store for one tick.
 #[derive(Clone)]
@@ -1073,6 +1088,72 @@ fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap() + chrono::Duration::minutes(minutes)
+    }
+
+    fn mark(planned_until: Option<i64>, digest: &str) -> PlannerMark {
+        PlannerMark {
+            planned_until: planned_until.map(at),
+            campaigns_hash: Some(digest.into()),
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn window_to_plan_follows_the_mark() {
+        let hour = chrono::Duration::hours(1);
+        let full = Some((at(0), at(60)));
+        assert_eq!(window_to_plan(&PlannerMark::default(), "d", at(0), hour), full, "fresh");
+        assert_eq!(window_to_plan(&mark(None, "d"), "d", at(0), hour), full, "members changed");
+        assert_eq!(window_to_plan(&mark(Some(60), "d"), "d", at(0), hour), None, "just planned");
+        assert_eq!(
+            window_to_plan(&mark(Some(48), "d"), "d", at(0), hour),
+            None,
+            "12 min unplanned"
+        );
+        assert_eq!(
+            window_to_plan(&mark(Some(40), "d"), "d", at(0), hour),
+            Some((at(40), at(60))),
+            "20 min unplanned: plan them"
+        );
+        assert_eq!(
+            window_to_plan(&mark(Some(60), "other"), "d", at(0), hour),
+            full,
+            "new campaigns"
+        );
+        assert_eq!(
+            window_to_plan(&mark(Some(-300), "d"), "d", at(0), hour),
+            full,
+            "after downtime"
+        );
+        assert_eq!(
+            window_to_plan(&mark(Some(600), "d"), "d", at(0), hour),
+            full,
+            "clock went back"
+        );
+    }
+
+    #[test]
+    fn ticks_keep_three_quarters_of_the_horizon_planned() {
+        let horizon = chrono::Duration::minutes(60);
+        let mut shared = PlannerMark::default();
+        let mut passes = 0;
+        for tick in 0..(6 * 60 * 2) {
+            let now = at(0) + chrono::Duration::seconds(30 * tick);
+            if let Some((from, to)) = window_to_plan(&shared, "d", now, horizon) {
+                assert!(shared.planned_until.is_none_or(|last| from <= last), "no gap at {now}");
+                shared = PlannerMark { planned_until: Some(to), ..mark(None, "d") };
+                passes += 1;
+            }
+            let ahead = shared.planned_until.unwrap() - now;
+            assert!(ahead >= horizon * 3 / 4, "only {ahead} planned ahead at {now}");
+        }
+        // Six hours of 30 s ticks (0:00 to 5:59:30): a pass over the members every
+        // 15 minutes (0:00, 0:15, … 5:45), not one per tick.
+        assert_eq!(passes, 6 * 4);
+    }
 
     #[test]
     fn phones_are_masked() {
