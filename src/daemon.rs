@@ -598,9 +598,9 @@ fn window_to_plan(
         _ => now,
     };
     let to = now + horizon;
-    let enough_ahead =
-        same_set && mark.planned_until.is_some() && to - from < horizon / REPLAN_FRACTION;
-    (!enough_ahead).then_some((from, to))
+    // Planning from now always covers the whole horizon, so only a window that goes
+    // on from the mark can be short enough to skip.
+    (to - from >= horizon / REPLAN_FRACTION).then_some((from, to))
 }
 
 /// The planner lease this process takes in the store for one tick.
