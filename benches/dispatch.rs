@@ -15,6 +15,7 @@ use std::time::{Duration as StdDuration, Instant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use almanac::clock::{Clock, SystemClock};
+use almanac::delivery::webhook::Body;
 use almanac::delivery::{ChannelConfig, Channels, Dispatcher, DispatcherConfig};
 use almanac::members::Member;
 use almanac::metrics::Metrics;
@@ -107,11 +108,18 @@ async fn seed(store: &Store, count: usize) {
 /// The ceiling: `count` POSTs of a push-sized body with `CONCURRENCY` in flight.
 async fn bare_client(url: &str, count: usize) -> f64 {
     let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build().unwrap();
-    let body = serde_json::to_vec(&serde_json::json!({
-        "campaign": "bench", "occurrence": "2026-11-22", "member": "m1", "openid": "openid-1",
-        "lang": "zh-Hans", "variant": "A", "text": "天气转凉变干，记得保湿。",
-        "due_at": Utc::now(), "sent_at": Utc::now(), "attempt": 1,
-    }))
+    let body = serde_json::to_vec(&Body {
+        campaign: "bench",
+        occurrence: "2026-11-22",
+        member: "m1",
+        openid: Some("openid-1"),
+        lang: "zh-Hans",
+        variant: "A",
+        text: "天气转凉变干，记得保湿。",
+        due_at: Utc::now(),
+        sent_at: Utc::now(),
+        attempt: 1,
+    })
     .unwrap();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let started = Instant::now();

@@ -311,12 +311,18 @@ async fn ceiling(State(sink): State<Arc<Sink>>, body: Bytes) -> StatusCode {
 /// The bare client: `count` POSTs of a push-sized body, `CONCURRENCY` in flight.
 async fn bare_client(url: String, count: usize) -> f64 {
     let client = reqwest::Client::new();
-    let body = serde_json::to_vec(&serde_json::json!({
-        "campaign": "load-burst", "occurrence": "2026-11-22", "member": "m00000001",
-        "openid": "o000000000000000000000000001", "lang": "zh-Hans", "variant": "0",
-        "text": "会员1，天气转凉变干，记得保湿。", "due_at": Utc::now(), "sent_at": Utc::now(),
-        "attempt": 1,
-    }))
+    let body = serde_json::to_vec(&almanac::delivery::webhook::Body {
+        campaign: "load-burst",
+        occurrence: "2026-11-22",
+        member: "m00000001",
+        openid: Some("o000000000000000000000000001"),
+        lang: "zh-Hans",
+        variant: "0",
+        text: "会员1，天气转凉变干，记得保湿。",
+        due_at: Utc::now(),
+        sent_at: Utc::now(),
+        attempt: 1,
+    })
     .expect("body");
     let body = Bytes::from(body);
     let semaphore = Arc::new(Semaphore::new(CONCURRENCY));
