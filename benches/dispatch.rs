@@ -8,6 +8,10 @@
 //! `Idempotency-Key` header): the recording sink of the tests spends more CPU per
 //! request than the client, and on two cores that would cap both figures.
 
+/// The binary's allocator, so that the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};

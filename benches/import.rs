@@ -5,6 +5,10 @@
 //! on PostgreSQL). `ALMANAC_BENCH_MEMBERS` sets N (default 1,000,000). Places are
 //! resolved with the bundled geo data, as `almanac members import` does.
 
+/// The binary's allocator, so that the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
@@ -267,61 +271,67 @@ fn main() {
         "backend", "path", "rows", "seconds", "rows/s", "of ceil."
     );
     line("-", "read + validate the CSV only", count, parse_seconds, None);
+    let only = std::env::var("ALMANAC_BENCH_ONLY").unwrap_or_default();
     runtime.block_on(async {
-        // SQLite: ceiling and import on separate fresh files.
-        let ceiling_db = TestDb::sqlite().await.unwrap();
-        let ceiling = sqlite_ceiling(&ceiling_db.url, &parsed).await;
-        ceiling_db.cleanup().await.unwrap();
-        line("sqlite", "multi-row INSERT, bare table (ceiling)", count, ceiling, None);
-        let db = TestDb::sqlite().await.unwrap();
-        let (summary, seconds) = import(&db, &path, &resolver, &version).await;
-        assert_eq!(summary.inserted, count as u64);
-        line("sqlite", "members import (new)", count, seconds, Some(ceiling / seconds));
-        let (summary, seconds) = import(&db, &path, &resolver, &version).await;
-        assert_eq!(summary.unchanged, count as u64);
-        line("sqlite", "members import again (unchanged)", count, seconds, Some(ceiling / seconds));
-        db.cleanup().await.unwrap();
-        let db = TestDb::sqlite().await.unwrap();
-        let seconds = upsert_only(&db, &parsed).await;
-        line("sqlite", "upsert only (parsed, resolved)", count, seconds, Some(ceiling / seconds));
-        db.cleanup().await.unwrap();
-
-        match TestDb::postgres().await.unwrap() {
-            None => println!("postgres  skipped: no PostgreSQL"),
-            Some(db) => {
-                let (insert, copy) = pg_ceilings(&db.url, &parsed).await;
-                line("postgres", "COPY, bare table (ceiling)", count, copy, None);
-                line(
-                    "postgres",
-                    "multi-row INSERT, bare table",
-                    count,
-                    insert,
-                    Some(copy / insert),
-                );
-                let (summary, seconds) = import(&db, &path, &resolver, &version).await;
-                assert_eq!(summary.inserted, count as u64);
-                line("postgres", "members import (new)", count, seconds, Some(copy / seconds));
-                let (summary, seconds) = import(&db, &path, &resolver, &version).await;
-                assert_eq!(summary.unchanged, count as u64);
-                line(
-                    "postgres",
-                    "members import again (unchanged)",
-                    count,
-                    seconds,
-                    Some(copy / seconds),
-                );
-                db.cleanup().await.unwrap();
-                let db = TestDb::postgres().await.unwrap().unwrap();
-                let seconds = upsert_only(&db, &parsed).await;
-                line(
-                    "postgres",
-                    "upsert only (parsed, resolved)",
-                    count,
-                    seconds,
-                    Some(copy / seconds),
-                );
-                db.cleanup().await.unwrap();
-            }
+        if only != "postgres" {
+            sqlite_figures(count, &parsed, &path, &resolver, &version).await;
+        }
+        if only != "sqlite" {
+            postgres_figures(count, &parsed, &path, &resolver, &version).await;
         }
     });
+}
+
+/// SQLite: the ceiling and the import, each on a fresh file.
+async fn sqlite_figures(
+    count: usize,
+    parsed: &[Member],
+    path: &Path,
+    resolver: &Resolver,
+    version: &str,
+) {
+    let ceiling_db = TestDb::sqlite().await.unwrap();
+    let ceiling = sqlite_ceiling(&ceiling_db.url, parsed).await;
+    ceiling_db.cleanup().await.unwrap();
+    line("sqlite", "multi-row INSERT, bare table (ceiling)", count, ceiling, None);
+    let db = TestDb::sqlite().await.unwrap();
+    let (summary, seconds) = import(&db, path, resolver, version).await;
+    assert_eq!(summary.inserted, count as u64);
+    line("sqlite", "members import (new)", count, seconds, Some(ceiling / seconds));
+    let (summary, seconds) = import(&db, path, resolver, version).await;
+    assert_eq!(summary.unchanged, count as u64);
+    line("sqlite", "members import again (unchanged)", count, seconds, Some(ceiling / seconds));
+    db.cleanup().await.unwrap();
+    let db = TestDb::sqlite().await.unwrap();
+    let seconds = upsert_only(&db, parsed).await;
+    line("sqlite", "upsert only (parsed, resolved)", count, seconds, Some(ceiling / seconds));
+    db.cleanup().await.unwrap();
+}
+
+/// PostgreSQL: the ceilings and the import, each in a fresh schema.
+async fn postgres_figures(
+    count: usize,
+    parsed: &[Member],
+    path: &Path,
+    resolver: &Resolver,
+    version: &str,
+) {
+    let Some(db) = TestDb::postgres().await.unwrap() else {
+        println!("postgres  skipped: no PostgreSQL");
+        return;
+    };
+    let (insert, copy) = pg_ceilings(&db.url, parsed).await;
+    line("postgres", "COPY, bare table (ceiling)", count, copy, None);
+    line("postgres", "multi-row INSERT, bare table", count, insert, Some(copy / insert));
+    let (summary, seconds) = import(&db, path, resolver, version).await;
+    assert_eq!(summary.inserted, count as u64);
+    line("postgres", "members import (new: bulk load)", count, seconds, Some(copy / seconds));
+    let (summary, seconds) = import(&db, path, resolver, version).await;
+    assert_eq!(summary.unchanged, count as u64);
+    line("postgres", "members import again (unchanged)", count, seconds, Some(copy / seconds));
+    db.cleanup().await.unwrap();
+    let db = TestDb::postgres().await.unwrap().unwrap();
+    let seconds = upsert_only(&db, parsed).await;
+    line("postgres", "upsert only (parsed, resolved)", count, seconds, Some(copy / seconds));
+    db.cleanup().await.unwrap();
 }

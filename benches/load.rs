@@ -20,6 +20,10 @@
 //! PostgreSQL: `ALMANAC_TEST_PG_URL` or `postgres://postgres@127.0.0.1:5432/test`;
 //! each run creates a fresh database and drops it afterwards.
 
+/// The daemon's allocator, for the sink and the ceiling client too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};

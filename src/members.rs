@@ -692,6 +692,9 @@ struct Batch {
 /// the previous batch is written, upserts by external id in batches of `batch`
 /// rows, hands each bad row to `on_error` (in file order), and calls
 /// `on_progress` after every batch. Re-importing the same rows changes nothing.
+/// The first import of more than one batch into an empty table is a bulk load
+/// ([`Store::begin_bulk_load`]; on PostgreSQL all or nothing, with members
+/// appearing when it ends).
 pub async fn import(
     store: &Store,
     rows: Box<dyn Iterator<Item = Result<Member, RowError>> + Send>,
@@ -738,17 +741,33 @@ pub async fn import(
         let _ = sender.blocking_send(current);
     });
     let mut summary = ImportSummary::default();
+    // An import of more than one batch into an empty table is a bulk load.
+    let mut bulk = None;
+    let mut first = true;
     while let Some(Batch { rows, errors }) = receiver.recv().await {
         summary.read += (rows.len() + errors.len()) as u64;
         summary.rejected += errors.len() as u64;
         for error in &errors {
             on_error(error);
         }
-        for upserted in store.upsert_resolved(&rows).await? {
-            match upserted.kind {
-                UpsertKind::Inserted => summary.inserted += 1,
-                UpsertKind::Updated => summary.updated += 1,
-                UpsertKind::Unchanged => summary.unchanged += 1,
+        if std::mem::take(&mut first) && rows.len() + errors.len() >= batch {
+            bulk = store.begin_bulk_load().await?;
+        }
+        match bulk.as_mut() {
+            Some(load) => {
+                let written = load.write(rows).await?;
+                summary.inserted += written.inserted;
+                summary.updated += written.updated;
+                summary.unchanged += written.unchanged;
+            }
+            None => {
+                for upserted in store.upsert_resolved(&rows).await? {
+                    match upserted.kind {
+                        UpsertKind::Inserted => summary.inserted += 1,
+                        UpsertKind::Updated => summary.updated += 1,
+                        UpsertKind::Unchanged => summary.unchanged += 1,
+                    }
+                }
             }
         }
         on_progress(&summary);
@@ -756,6 +775,12 @@ pub async fn import(
     drop(receiver);
     if reader.join().is_err() {
         return Err(Error::Write("the member reader thread panicked".into()));
+    }
+    if let Some(load) = bulk {
+        // A repeated external id replaced its earlier row: an update.
+        let replaced = load.finish().await?;
+        summary.inserted -= replaced;
+        summary.updated += replaced;
     }
     Ok(summary)
 }

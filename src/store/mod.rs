@@ -33,6 +33,9 @@ pub enum Error {
     /// The URL names no supported backend.
     #[error("unsupported database URL {0:?} (expected sqlite:… or postgres://…)")]
     Url(String),
+    /// A bulk load stopped (the database error, if any, came first).
+    #[error("bulk load: {0}")]
+    BulkLoad(&'static str),
     /// A stored value could not be decoded (a corrupt or hand-edited row).
     #[error("corrupt row in {table}: {reason}")]
     Corrupt {
@@ -355,6 +358,70 @@ enum Backend {
     Postgres(PgPool),
 }
 
+/// An import into an empty members table ([`Store::begin_bulk_load`]).
+pub struct BulkLoad {
+    store: Store,
+    kind: BulkKind,
+}
+
+enum BulkKind {
+    /// One transaction, COPY, indexes rebuilt at the end.
+    Postgres(postgres::BulkLoad),
+    /// Plain INSERTs, a transaction per batch, until an external id exists
+    /// (`upserting`): from then on, upserts.
+    Sqlite { pool: sqlx::SqlitePool, upserting: bool },
+}
+
+/// How a batch of a [`BulkLoad`] was written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// New members.
+    pub inserted: u64,
+    /// Existing members that changed.
+    pub updated: u64,
+    /// Existing members, identical.
+    pub unchanged: u64,
+}
+
+impl BulkLoad {
+    /// Writes a batch of members with their resolution. On PostgreSQL an
+    /// external id written again replaces the earlier row when the load
+    /// finishes (and counts as inserted until then: see [`BulkLoad::finish`]).
+    pub async fn write(&mut self, rows: Vec<(Member, Resolution)>) -> Result<Written> {
+        let count = rows.len() as u64;
+        match &mut self.kind {
+            BulkKind::Postgres(load) => load.write(rows).await?,
+            BulkKind::Sqlite { pool, upserting } => {
+                if *upserting || !sqlite::insert_new_members(pool, &rows).await? {
+                    *upserting = true;
+                    let mut written = Written::default();
+                    for upserted in self.store.upsert_resolved(&rows).await? {
+                        match upserted.kind {
+                            UpsertKind::Inserted => written.inserted += 1,
+                            UpsertKind::Updated => written.updated += 1,
+                            UpsertKind::Unchanged => written.unchanged += 1,
+                        }
+                    }
+                    return Ok(written);
+                }
+            }
+        }
+        Ok(Written { inserted: count, ..Written::default() })
+    }
+
+    /// Ends the load (PostgreSQL: rebuilds the indexes and commits); returns
+    /// how many rows counted as inserted were replaced by a later row of the
+    /// same external id. The next planner tick plans from now.
+    pub async fn finish(self) -> Result<u64> {
+        let replaced = match self.kind {
+            BulkKind::Postgres(load) => load.finish().await?,
+            BulkKind::Sqlite { .. } => 0,
+        };
+        self.store.forget_planned().await?;
+        Ok(replaced)
+    }
+}
+
 /// The store: one API, two backends.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -526,6 +593,28 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Starts a bulk load when `members` is empty, `None` otherwise. On
+    /// PostgreSQL (after waiting for any other writer of the table) it holds
+    /// `members` exclusively until [`BulkLoad::finish`] commits, and is all or
+    /// nothing: dropped unfinished, it rolls back. On SQLite each batch is a
+    /// plain INSERT in a transaction of its own, and the load falls back to
+    /// upserts at the first external id that exists.
+    pub async fn begin_bulk_load(&self) -> Result<Option<BulkLoad>> {
+        let kind = match &self.backend {
+            Backend::Postgres(pool) => match postgres::begin_bulk_load(pool).await? {
+                Some(load) => BulkKind::Postgres(load),
+                None => return Ok(None),
+            },
+            Backend::Sqlite(pool) => {
+                if self.member_counts().await?.total > 0 {
+                    return Ok(None);
+                }
+                BulkKind::Sqlite { pool: pool.clone(), upserting: false }
+            }
+        };
+        Ok(Some(BulkLoad { store: self.clone(), kind }))
     }
 
     /// Streams members in id order: up to `limit` with id > `after`.

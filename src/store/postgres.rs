@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
 use super::{
-    AuditEntry, CampaignState, ClaimedSend, HistoryEntry, MemberCounts, NewSend, OutcomeRow,
+    AuditEntry, CampaignState, ClaimedSend, Error, HistoryEntry, MemberCounts, NewSend, OutcomeRow,
     PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull, UpsertKind,
     WechatToken,
 };
@@ -252,6 +252,155 @@ pub(super) async fn upsert_members(
         }
     }
     Ok(written)
+}
+
+/// Columns of a member row as [`copy_row`] writes them.
+const COPY_COLUMNS: &str = "external_id, openid, name, phone, city, province, lat, lon, ip, \
+    lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, \
+    place_source, place_confidence, place_distance_km, unresolved_reason, data_version";
+
+/// A first import into an empty `members` table, in one transaction that holds
+/// the table exclusively: the secondary indexes and unique constraints are
+/// dropped, the rows stream into the table through one COPY, and
+/// [`BulkLoad::finish`] removes earlier copies of a repeated external id and
+/// rebuilds what was dropped. This is PostgreSQL's own advice for populating a
+/// table ("Populating a Database": load first, index after). A task of its own
+/// formats and sends the rows, so the server parses one batch while the caller
+/// reads the next.
+pub(crate) struct BulkLoad {
+    rows: Option<tokio::sync::mpsc::Sender<Vec<(Member, Resolution)>>>,
+    finish: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<u64>>>,
+}
+
+/// Quotes an SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Starts a [`BulkLoad`] if `members` is empty, waiting for any other writer of
+/// the table to finish; `None` when it holds a member.
+pub(super) async fn begin_bulk_load(pool: &PgPool) -> Result<Option<BulkLoad>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE members IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let occupied: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM members)").fetch_one(&mut *tx).await?;
+    if occupied {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let constraints: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE conrelid = 'members'::regclass AND contype = 'u' ORDER BY conname",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
+         WHERE i.indrelid = 'members'::regclass AND NOT i.indisprimary \
+         AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) \
+         ORDER BY 1",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut rebuild = Vec::new();
+    for (name, definition) in &constraints {
+        let name = quote_ident(name);
+        sqlx::query(&format!("ALTER TABLE members DROP CONSTRAINT {name}"))
+            .execute(&mut *tx)
+            .await?;
+        rebuild.push(format!("ALTER TABLE members ADD CONSTRAINT {name} {definition}"));
+    }
+    for (name, definition) in indexes {
+        // `regclass::text` is already quoted (and qualified) as needed.
+        sqlx::query(&format!("DROP INDEX {name}")).execute(&mut *tx).await?;
+        rebuild.push(definition);
+    }
+    let (rows, receiver) = tokio::sync::mpsc::channel(2);
+    let (finish, finished) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(run_bulk_load(tx, rebuild, receiver, finished));
+    Ok(Some(BulkLoad { rows: Some(rows), finish: Some(finish), task: Some(task) }))
+}
+
+/// The bulk load's task: COPies every batch it receives; when the batches end,
+/// commits if [`BulkLoad::finish`] asked for it, else rolls everything back.
+async fn run_bulk_load(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    rebuild: Vec<String>,
+    mut batches: tokio::sync::mpsc::Receiver<Vec<(Member, Resolution)>>,
+    finished: tokio::sync::oneshot::Receiver<()>,
+) -> Result<u64> {
+    use std::hash::BuildHasher;
+    let hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
+    // Hashes of the external ids written so far, and the ids seen twice (or
+    // whose hash collided: harmless, the DELETE below then finds one row).
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated: Vec<String> = Vec::new();
+    let mut copy = tx.copy_in_raw(&format!("COPY members ({COPY_COLUMNS}) FROM STDIN")).await?;
+    let mut data = String::new();
+    while let Some(rows) = batches.recv().await {
+        data.clear();
+        for (member, resolution) in &rows {
+            if !seen.insert(hasher.hash_one(&member.external_id)) {
+                repeated.push(member.external_id.clone());
+            }
+            copy_row(&mut data, member, resolution);
+        }
+        copy.send(data.as_bytes()).await?;
+    }
+    if finished.await.is_err() {
+        // Dropped unfinished: the transaction rolls back as `tx` drops.
+        copy.abort("bulk load abandoned").await?;
+        return Ok(0);
+    }
+    copy.finish().await?;
+    let mut replaced = 0;
+    if !repeated.is_empty() {
+        replaced = sqlx::query(
+            "DELETE FROM members m USING (SELECT external_id, max(id) AS keep FROM members \
+             WHERE external_id = ANY($1) GROUP BY external_id) k \
+             WHERE m.external_id = k.external_id AND m.id <> k.keep",
+        )
+        .bind(&repeated)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    for statement in &rebuild {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    // Statistics for the planner of the next upsert (the table was empty).
+    sqlx::query("ANALYZE members").execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(replaced)
+}
+
+impl BulkLoad {
+    /// Hands one batch to the load's task.
+    pub(super) async fn write(&mut self, rows: Vec<(Member, Resolution)>) -> Result<()> {
+        let sender = self.rows.as_ref().ok_or(Error::BulkLoad("already failed"))?;
+        if sender.send(rows).await.is_err() {
+            // The task stopped early: its error says why.
+            self.rows = None;
+            return Err(self.join().await.err().unwrap_or(Error::BulkLoad("stopped early")));
+        }
+        Ok(())
+    }
+
+    /// Ends the rows, rebuilds the indexes and constraints, and commits; returns
+    /// how many rows a later row of the same external id replaced.
+    pub(super) async fn finish(mut self) -> Result<u64> {
+        self.rows = None;
+        if let Some(finish) = self.finish.take() {
+            let _ = finish.send(());
+        }
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<u64> {
+        let task = self.task.take().ok_or(Error::BulkLoad("already failed"))?;
+        task.await.map_err(|_| Error::BulkLoad("its task panicked"))?
+    }
 }
 
 /// Appends one member as a line of COPY text format.

@@ -169,7 +169,7 @@ pub(super) async fn upsert_members(
             _ => to_write.push(*row),
         }
     }
-    for (external_id, id) in write_members(pool, &to_write).await? {
+    for (external_id, id) in write_members(pool, &to_write, true).await? {
         let kind = if existing.contains_key(&external_id) {
             UpsertKind::Updated
         } else {
@@ -183,9 +183,28 @@ pub(super) async fn upsert_members(
 /// Columns written per member row.
 const MEMBER_WRITE_COLUMNS: usize = 21;
 
+/// Inserts members that must all be new, in one transaction: a plain INSERT
+/// (no lookup, no RETURNING), the fast path of an import into an empty table.
+/// `Ok(false)`, with nothing written, when an external id already exists (or
+/// repeats within `rows`).
+pub(super) async fn insert_new_members(
+    pool: &SqlitePool,
+    rows: &[(Member, Resolution)],
+) -> Result<bool> {
+    let rows: Vec<&(Member, Resolution)> = rows.iter().collect();
+    match write_members(pool, &rows, false).await {
+        Ok(_) => Ok(true),
+        Err(Error::Db(sqlx::Error::Database(error))) if error.is_unique_violation() => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Writes members in one transaction: upserted by external id, returning each
+/// one's id, or (`upsert` false) plainly inserted, returning nothing.
 async fn write_members(
     pool: &SqlitePool,
     rows: &[&(Member, Resolution)],
+    upsert: bool,
 ) -> Result<Vec<(String, i64)>> {
     let mut out = Vec::with_capacity(rows.len());
     if rows.is_empty() {
@@ -223,6 +242,10 @@ async fn write_members(
                 .push_bind(&resolution.unresolved_reason)
                 .push_bind(&resolution.data_version);
         });
+        if !upsert {
+            query.build().execute(&mut *tx).await?;
+            continue;
+        }
         query.push(format!(
             " ON CONFLICT (external_id) DO UPDATE SET openid = excluded.openid, \
              name = excluded.name, phone = excluded.phone, city = excluded.city, \
