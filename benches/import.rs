@@ -297,7 +297,7 @@ async fn sqlite_figures(
     let db = TestDb::sqlite().await.unwrap();
     let (summary, seconds) = import(&db, path, resolver, version).await;
     assert_eq!(summary.inserted, count as u64);
-    line("sqlite", "members import (new)", count, seconds, Some(ceiling / seconds));
+    line("sqlite", "members import (new: bulk load)", count, seconds, Some(ceiling / seconds));
     let (summary, seconds) = import(&db, path, resolver, version).await;
     assert_eq!(summary.unchanged, count as u64);
     line("sqlite", "members import again (unchanged)", count, seconds, Some(ceiling / seconds));

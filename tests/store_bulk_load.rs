@@ -81,7 +81,7 @@ async fn postgres_bulk_load_rebuilds_indexes_and_keeps_the_last_row() {
 
     let mut load = db.store.begin_bulk_load().await.unwrap().expect("members is empty");
     load.write(vec![member(1, "a"), member(2, "b"), member(3, "c, first")]).await.unwrap();
-    load.write(vec![member(3, "c, second"), member(4, "d")]).await.unwrap();
+    load.write(vec![member(3, "c\\second\r\n\tend"), member(4, "d")]).await.unwrap();
 
     // A second load waits for the first, then finds the table occupied.
     let second = tokio::spawn({
@@ -96,7 +96,7 @@ async fn postgres_bulk_load_rebuilds_indexes_and_keeps_the_last_row() {
     assert_eq!(index_definitions(&db.url).await, before, "every index rebuilt as it was");
     assert_eq!(db.store.member_counts().await.unwrap().total, 4);
     let third = db.store.get_member("crm-00003").await.unwrap().unwrap();
-    assert_eq!(third.member.name.as_deref(), Some("c, second"), "the later row wins");
+    assert_eq!(third.member.name.as_deref(), Some("c\\second\r\n\tend"), "the later row wins");
     assert_eq!(third.member.tags, vec!["vip".to_string(), "tab\there".to_string()]);
     assert_eq!(third.unresolved_reason.as_deref(), Some("no location hint"));
 
