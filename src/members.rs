@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::geo::{Geo, Place};
-use crate::store::{Resolution, Store, UpsertKind};
+use crate::store::{Resolution, Store, Written};
 
 /// One member as the CRM describes it. `external_id` is the CRM's key.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -753,23 +753,13 @@ pub async fn import(
         if std::mem::take(&mut first) && rows.len() + errors.len() >= batch {
             bulk = store.begin_bulk_load().await?;
         }
-        match bulk.as_mut() {
-            Some(load) => {
-                let written = load.write(rows).await?;
-                summary.inserted += written.inserted;
-                summary.updated += written.updated;
-                summary.unchanged += written.unchanged;
-            }
-            None => {
-                for upserted in store.upsert_resolved(&rows).await? {
-                    match upserted.kind {
-                        UpsertKind::Inserted => summary.inserted += 1,
-                        UpsertKind::Updated => summary.updated += 1,
-                        UpsertKind::Unchanged => summary.unchanged += 1,
-                    }
-                }
-            }
-        }
+        let written = match bulk.as_mut() {
+            Some(load) => load.write(rows).await?,
+            None => Written::of(&store.upsert_resolved(&rows).await?),
+        };
+        summary.inserted += written.inserted;
+        summary.updated += written.updated;
+        summary.unchanged += written.unchanged;
         on_progress(&summary);
     }
     drop(receiver);

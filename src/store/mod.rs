@@ -383,6 +383,21 @@ pub struct Written {
     pub unchanged: u64,
 }
 
+impl Written {
+    /// Counts what [`Store::upsert_resolved`] did.
+    pub fn of(upserted: &[Upserted]) -> Written {
+        let mut written = Written::default();
+        for upserted in upserted {
+            match upserted.kind {
+                UpsertKind::Inserted => written.inserted += 1,
+                UpsertKind::Updated => written.updated += 1,
+                UpsertKind::Unchanged => written.unchanged += 1,
+            }
+        }
+        written
+    }
+}
+
 impl BulkLoad {
     /// Writes a batch of members with their resolution. On PostgreSQL an
     /// external id written again replaces the earlier row when the load
@@ -394,15 +409,7 @@ impl BulkLoad {
             BulkKind::Sqlite { pool, upserting } => {
                 if *upserting || !sqlite::insert_new_members(pool, &rows).await? {
                     *upserting = true;
-                    let mut written = Written::default();
-                    for upserted in self.store.upsert_resolved(&rows).await? {
-                        match upserted.kind {
-                            UpsertKind::Inserted => written.inserted += 1,
-                            UpsertKind::Updated => written.updated += 1,
-                            UpsertKind::Unchanged => written.unchanged += 1,
-                        }
-                    }
-                    return Ok(written);
+                    return Ok(Written::of(&self.store.upsert_resolved(&rows).await?));
                 }
             }
         }
@@ -608,7 +615,7 @@ impl Store {
                 None => return Ok(None),
             },
             Backend::Sqlite(pool) => {
-                if self.member_counts().await?.total > 0 {
+                if !self.members_page(0, 1).await?.is_empty() {
                     return Ok(None);
                 }
                 BulkKind::Sqlite { pool: pool.clone(), upserting: false }

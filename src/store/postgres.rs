@@ -177,16 +177,14 @@ pub(super) async fn upsert_members(
     )
     .execute(&mut *tx)
     .await?;
-    let mut copy = tx.copy_in_raw("COPY members_stage FROM STDIN").await?;
+    let mut copy =
+        tx.copy_in_raw(&format!("COPY members_stage ({COPY_COLUMNS}) FROM STDIN")).await?;
     copy.send(data.as_bytes()).await?;
     copy.finish().await?;
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "WITH v AS MATERIALIZED (SELECT * FROM members_stage), \
          up AS ( \
-           INSERT INTO members AS m (external_id, openid, name, phone, city, province, lat, \
-             lon, ip, lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, \
-             place_tz, place_source, place_confidence, place_distance_km, unresolved_reason, \
-             data_version) \
+           INSERT INTO members AS m ({COPY_COLUMNS}) \
            SELECT v.external_id, v.openid, v.name, v.phone, v.city, v.province, v.lat, v.lon, \
              v.ip, v.lang, v.tags::jsonb, v.attrs::jsonb, v.opted_out_at, v.last_interaction_at, \
              v.place_city_id, v.place_tz, v.place_source, v.place_confidence, \
@@ -217,7 +215,7 @@ pub(super) async fn upsert_members(
          UNION ALL \
          SELECT m.external_id, m.id, 2 FROM members m JOIN v ON m.external_id = v.external_id \
          WHERE NOT EXISTS (SELECT 1 FROM up WHERE up.external_id = m.external_id)",
-    )
+    ))
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -254,7 +252,8 @@ pub(super) async fn upsert_members(
     Ok(written)
 }
 
-/// Columns of a member row as [`copy_row`] writes them.
+/// Columns of a member row as [`copy_row`] writes them (the staging table's
+/// COPY and the upsert, and the bulk load's COPY).
 const COPY_COLUMNS: &str = "external_id, openid, name, phone, city, province, lat, lon, ip, \
     lang, tags, attrs, opted_out_at, last_interaction_at, place_city_id, place_tz, \
     place_source, place_confidence, place_distance_km, unresolved_reason, data_version";
@@ -268,9 +267,16 @@ const COPY_COLUMNS: &str = "external_id, openid, name, phone, city, province, la
 /// formats and sends the rows, so the server parses one batch while the caller
 /// reads the next.
 pub(crate) struct BulkLoad {
-    rows: Option<tokio::sync::mpsc::Sender<Vec<(Member, Resolution)>>>,
-    finish: Option<tokio::sync::oneshot::Sender<()>>,
+    to_task: tokio::sync::mpsc::Sender<BulkMessage>,
+    /// `None` once joined.
     task: Option<tokio::task::JoinHandle<Result<u64>>>,
+}
+
+/// What the caller hands the bulk load's task: the channel closing without
+/// `Finish` (the load was dropped) rolls the load back.
+enum BulkMessage {
+    Rows(Vec<(Member, Resolution)>),
+    Finish,
 }
 
 /// Quotes an SQL identifier.
@@ -316,10 +322,9 @@ pub(super) async fn begin_bulk_load(pool: &PgPool) -> Result<Option<BulkLoad>> {
         sqlx::query(&format!("DROP INDEX {name}")).execute(&mut *tx).await?;
         rebuild.push(definition);
     }
-    let (rows, receiver) = tokio::sync::mpsc::channel(2);
-    let (finish, finished) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(run_bulk_load(tx, rebuild, receiver, finished));
-    Ok(Some(BulkLoad { rows: Some(rows), finish: Some(finish), task: Some(task) }))
+    let (to_task, receiver) = tokio::sync::mpsc::channel(2);
+    let task = tokio::spawn(run_bulk_load(tx, rebuild, receiver));
+    Ok(Some(BulkLoad { to_task, task: Some(task) }))
 }
 
 /// The bulk load's task: COPies every batch it receives; when the batches end,
@@ -327,8 +332,7 @@ pub(super) async fn begin_bulk_load(pool: &PgPool) -> Result<Option<BulkLoad>> {
 async fn run_bulk_load(
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     rebuild: Vec<String>,
-    mut batches: tokio::sync::mpsc::Receiver<Vec<(Member, Resolution)>>,
-    finished: tokio::sync::oneshot::Receiver<()>,
+    mut messages: tokio::sync::mpsc::Receiver<BulkMessage>,
 ) -> Result<u64> {
     use std::hash::BuildHasher;
     let hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
@@ -338,20 +342,25 @@ async fn run_bulk_load(
     let mut repeated: Vec<String> = Vec::new();
     let mut copy = tx.copy_in_raw(&format!("COPY members ({COPY_COLUMNS}) FROM STDIN")).await?;
     let mut data = String::new();
-    while let Some(rows) = batches.recv().await {
-        data.clear();
-        for (member, resolution) in &rows {
-            if !seen.insert(hasher.hash_one(&member.external_id)) {
-                repeated.push(member.external_id.clone());
+    loop {
+        match messages.recv().await {
+            Some(BulkMessage::Rows(rows)) => {
+                data.clear();
+                for (member, resolution) in &rows {
+                    if !seen.insert(hasher.hash_one(&member.external_id)) {
+                        repeated.push(member.external_id.clone());
+                    }
+                    copy_row(&mut data, member, resolution);
+                }
+                copy.send(data.as_bytes()).await?;
             }
-            copy_row(&mut data, member, resolution);
+            Some(BulkMessage::Finish) => break,
+            None => {
+                // Dropped unfinished: the transaction rolls back as `tx` drops.
+                copy.abort("bulk load abandoned").await?;
+                return Ok(0);
+            }
         }
-        copy.send(data.as_bytes()).await?;
-    }
-    if finished.await.is_err() {
-        // Dropped unfinished: the transaction rolls back as `tx` drops.
-        copy.abort("bulk load abandoned").await?;
-        return Ok(0);
     }
     copy.finish().await?;
     let mut replaced = 0;
@@ -382,23 +391,22 @@ async fn run_bulk_load(
 impl BulkLoad {
     /// Hands one batch to the load's task.
     pub(super) async fn write(&mut self, rows: Vec<(Member, Resolution)>) -> Result<()> {
-        let sender = self.rows.as_ref().ok_or(Error::BulkLoad("already failed"))?;
-        if sender.send(rows).await.is_err() {
-            // The task stopped early: its error says why.
-            self.rows = None;
-            return Err(self.join().await.err().unwrap_or(Error::BulkLoad("stopped early")));
-        }
-        Ok(())
+        self.send(BulkMessage::Rows(rows)).await
     }
 
     /// Ends the rows, rebuilds the indexes and constraints, and commits; returns
     /// how many rows a later row of the same external id replaced.
     pub(super) async fn finish(mut self) -> Result<u64> {
-        self.rows = None;
-        if let Some(finish) = self.finish.take() {
-            let _ = finish.send(());
-        }
+        self.send(BulkMessage::Finish).await?;
         self.join().await
+    }
+
+    async fn send(&mut self, message: BulkMessage) -> Result<()> {
+        if self.to_task.send(message).await.is_err() {
+            // The task stopped early: its error says why.
+            return Err(self.join().await.err().unwrap_or(Error::BulkLoad("stopped early")));
+        }
+        Ok(())
     }
 
     async fn join(&mut self) -> Result<u64> {
