@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono_tz::Tz;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
@@ -39,7 +40,7 @@ use crate::campaign::{Campaign, Severity};
 use crate::clock::{Clock, ScaledClock, SystemClock};
 use crate::config::{Config, read_secret};
 use crate::delivery::{Channels, Dispatcher, DispatcherHandle};
-use crate::geo::Geo;
+use crate::geo::{CityId, Geo};
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::store::{NewSend, PlannerMark, Resolution, SendStatus, Store};
@@ -278,8 +279,10 @@ struct Core {
     owner: String,
 }
 
-/// What one tick planned, for the log: (campaign, local time) → city → members.
-type Summary = BTreeMap<(String, String), BTreeMap<String, usize>>;
+/// What one tick planned, for the log and the metrics: sends per (campaign,
+/// local time, city, zone, language). Counted per send with no formatting or
+/// allocation (an `Arc` clone); turned into text once per tick ([`log_summary`]).
+type Summary = HashMap<(Arc<str>, NaiveDateTime, Option<CityId>, Tz, Arc<str>), usize>;
 
 impl Core {
     /// The engine for `set` without the `paused` campaigns, cached.
@@ -434,20 +437,7 @@ impl Core {
         }
         if inserted > 0 {
             self.dispatcher.wake();
-            for ((campaign, local), cities) in summary.iter().take(20) {
-                let members: usize = cities.values().sum();
-                let mut by_size: Vec<(&String, &usize)> = cities.iter().collect();
-                by_size.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-                let mut list: Vec<String> =
-                    by_size.iter().take(6).map(|(city, n)| format!("{city} {n}")).collect();
-                if by_size.len() > 6 {
-                    list.push(format!("{} more cities", by_size.len() - 6));
-                }
-                tracing::info!(
-                    "Planned {campaign} for {members} member(s) at {local} local time: {}.",
-                    list.join(", ")
-                );
-            }
+            self.log_summary(&summary);
             tracing::info!(
                 from = %from.format("%Y-%m-%d %H:%M"),
                 to = %to.format("%Y-%m-%d %H:%M"),
@@ -456,6 +446,35 @@ impl Core {
             );
         }
         Ok(Some(inserted))
+    }
+
+    /// Logs what a tick planned: per campaign and local time, the largest cities.
+    fn log_summary(&self, summary: &Summary) {
+        let mut by_time: BTreeMap<(&str, NaiveDateTime), BTreeMap<String, usize>> = BTreeMap::new();
+        for ((campaign, local, city, tz, lang), count) in summary {
+            let city =
+                city.map_or_else(|| tz.name().to_owned(), |city| self.geo.city(city).name.clone());
+            *by_time
+                .entry((campaign, *local))
+                .or_default()
+                .entry(format!("{city} ({lang})"))
+                .or_default() += count;
+        }
+        for ((campaign, local), cities) in by_time.iter().take(20) {
+            let members: usize = cities.values().sum();
+            let mut by_size: Vec<(&String, &usize)> = cities.iter().collect();
+            by_size.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            let mut list: Vec<String> =
+                by_size.iter().take(6).map(|(city, n)| format!("{city} {n}")).collect();
+            if by_size.len() > 6 {
+                list.push(format!("{} more cities", by_size.len() - 6));
+            }
+            tracing::info!(
+                "Planned {campaign} for {members} member(s) at {} local time: {}.",
+                local.format("%Y-%m-%d %H:%M"),
+                list.join(", ")
+            );
+        }
     }
 
     /// Turns the engine's due sends into ledger rows, counting them for the log.
@@ -473,14 +492,9 @@ impl Core {
                     .messages
                     .get(send.variant)
                     .map_or_else(|| send.variant.to_string(), |message| message.label.clone());
-                let city = send.city.map_or_else(
-                    || send.tz.name().to_owned(),
-                    |city| self.geo.city(city).name.clone(),
-                );
+                let lang = send.lang.to_string();
                 *summary
-                    .entry((campaign.id.clone(), send.local.format("%Y-%m-%d %H:%M").to_string()))
-                    .or_default()
-                    .entry(format!("{city} ({})", send.lang))
+                    .entry((send.campaign_id, send.local, send.city, send.tz, send.lang))
                     .or_default() += 1;
                 Some(NewSend {
                     campaign_id: campaign.id.clone(),
@@ -488,7 +502,7 @@ impl Core {
                     member_id: send.member_id,
                     due_at: send.due_at,
                     channel: campaign.channel.clone(),
-                    lang: send.lang.to_string(),
+                    lang,
                     variant,
                     text: send.text,
                     status: if send.holdout { SendStatus::Holdout } else { SendStatus::Pending },
@@ -694,8 +708,8 @@ fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
 /// Planned sends per campaign, from a tick's summary.
 fn summary_counts(summary: &Summary) -> BTreeMap<&str, usize> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for ((campaign, _), cities) in summary {
-        *counts.entry(campaign.as_str()).or_default() += cities.values().sum::<usize>();
+    for ((campaign, ..), count) in summary {
+        *counts.entry(campaign).or_default() += count;
     }
     counts
 }

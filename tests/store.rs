@@ -27,6 +27,7 @@ both_backends!(
     concurrent_inserts_keep_ledger_unique,
     concurrent_claimers_never_share_rows,
     planner_lease_admits_one_replica,
+    planning_page_keeps_every_value,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -95,6 +96,41 @@ fn send(campaign: &str, occurrence: &str, member_id: i64, due_at: DateTime<Utc>)
 
 fn count(backlog: &[(SendStatus, i64)], status: SendStatus) -> i64 {
     backlog.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n)
+}
+
+/// The planner's page carries awkward values unchanged: full-precision floats,
+/// quotes, backslashes, control characters and non-BMP text in names, tags and
+/// attributes (SQLite builds the page as one JSON document).
+async fn planning_page_keeps_every_value(db: &TestDb) {
+    let store = &db.store;
+    let mut awkward = member(2);
+    awkward.name = Some("O\"Brien \\ 🧴\t\u{1}".into());
+    awkward.lat = Some(45.751_234_567_890_12);
+    awkward.lon = Some(1.0 / 3.0);
+    awkward.lang = None;
+    awkward.tags = vec!["a\"b".into(), "c\\d".into(), "天气".into()];
+    awkward.attrs = BTreeMap::from([("k\"ey".to_string(), "v\nal 🌧".to_string())]);
+    let mut many: Vec<(Member, Resolution)> = (10..40).map(|n| v1(member(n))).collect();
+    many.push(v1(awkward.clone()));
+    store.upsert_resolved(&many).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.planning_page(after, 7).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 31);
+    assert!(seen.windows(2).all(|pair| pair[0].id < pair[1].id), "pages in id order");
+    let found = seen.iter().find(|m| m.member.external_id == awkward.external_id).unwrap();
+    assert_eq!(found.member.name, awkward.name);
+    assert_eq!(found.member.lat, awkward.lat);
+    assert_eq!(found.member.lon, awkward.lon);
+    assert_eq!(found.member.lang, None);
+    assert_eq!(found.member.tags, awkward.tags);
+    assert_eq!(found.member.attrs, awkward.attrs);
+    assert_eq!(found.place, Some(harbin()));
 }
 
 async fn members_round_trip(db: &TestDb) {
