@@ -160,6 +160,7 @@ async fn dispatch(db: TestDb, count: usize) -> f64 {
         batch: BATCH,
         concurrency: CONCURRENCY,
         lease: chrono::Duration::seconds(60),
+        lookahead: chrono::Duration::zero(),
     };
     let dispatcher = Dispatcher::new(db.store.clone(), channels, clock, metrics, config)
         .with_poll(StdDuration::from_millis(5));

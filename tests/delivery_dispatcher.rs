@@ -89,7 +89,13 @@ async fn backlog(store: &Store) -> HashMap<SendStatus, i64> {
 }
 
 fn config(owner: &str, batch: usize, concurrency: usize) -> DispatcherConfig {
-    DispatcherConfig { owner: owner.into(), batch, concurrency, lease: Duration::seconds(30) }
+    DispatcherConfig {
+        owner: owner.into(),
+        batch,
+        concurrency,
+        lease: Duration::seconds(30),
+        lookahead: Duration::zero(),
+    }
 }
 
 fn start(
@@ -324,6 +330,7 @@ async fn replicas_share_the_wechat_token_through_the_store() {
         openid: Some(format!("o{id}")),
         last_interaction_at: None,
         due_at: t0(),
+        not_before: t0(),
         channel: "wx".into(),
         lang: "zh-Hans".into(),
         variant: "A".into(),
@@ -341,5 +348,53 @@ async fn replicas_share_the_wechat_token_through_the_store() {
     assert_eq!(fake.calls_to("/cgi-bin/stable_token").len(), 1, "the second replica reused it");
     let stored = db.store.wechat_token("wxapp").await.unwrap().expect("token in the store");
     assert_eq!(stored.expires_at, t0() + Duration::seconds(7200));
+    db.cleanup().await.unwrap();
+}
+
+/// With a lookahead, rows falling due within it are claimed early (so the claim is
+/// not part of their lateness) but held until their instant on the dispatcher's
+/// clock: on a manual clock that does not move, nothing goes out early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_claimed_ahead_wait_for_their_instant() {
+    let db = TestDb::sqlite().await.unwrap();
+    let store = db.store.clone();
+    let sink = Sink::accepting().await;
+    let due = t0() + Duration::milliseconds(500);
+    seed(&store, 100, "c", due).await;
+    let later = store
+        .upsert_members(&[(Member { external_id: "later".into(), ..Member::default() }, None)])
+        .await
+        .unwrap();
+    add_sends(&store, &later, "c", t0() + Duration::seconds(10), "hook").await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let config = DispatcherConfig { lookahead: Duration::seconds(1), ..config("ahead", 40, 16) };
+    let (cancel, task, _metrics) = start(&store, webhook(&sink.url, ""), clock.clone(), config);
+
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+    // All 100 claimed (batches of 40, one handed over): the sender loop has taken
+    // the first batch and holds it, since the claimer could not hand over the
+    // third otherwise.
+    while backlog(&store).await.get(&SendStatus::Claimed).copied().unwrap_or(0) < 100 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", backlog(&store).await);
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    // Held, not sent: the clock still reads t0, 500 ms before they are due.
+    assert_eq!(sink.len(), 0, "nothing sent before its instant");
+    assert_eq!(backlog(&store).await.get(&SendStatus::Pending), Some(&1));
+
+    clock.set(due);
+    sink.wait_for("100 pushes", StdDuration::from_secs(30), |sink| sink.len() >= 100).await;
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+    while backlog(&store).await.get(&SendStatus::Sent).copied().unwrap_or(0) < 100 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", backlog(&store).await);
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    let stats = task.await.unwrap();
+    assert_eq!(sink.len(), 100, "the row due in 10 s is beyond the lookahead");
+    assert_eq!(stats.sent, 100);
+    let rows = backlog(&store).await;
+    assert_eq!(rows.get(&SendStatus::Pending), Some(&1));
+    assert_eq!(rows.get(&SendStatus::Claimed), None, "released at stop");
     db.cleanup().await.unwrap();
 }

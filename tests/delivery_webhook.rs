@@ -67,6 +67,7 @@ fn send(id: i64) -> ClaimedSend {
         openid: Some(format!("o-{id}")),
         last_interaction_at: None,
         due_at: now() - Duration::seconds(2),
+        not_before: now() - Duration::seconds(2),
         channel: "crm".into(),
         lang: "yue".into(),
         variant: "A".into(),

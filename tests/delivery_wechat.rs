@@ -73,6 +73,7 @@ fn send(id: i64, openid: &str) -> ClaimedSend {
         openid: Some(openid.into()),
         last_interaction_at: None,
         due_at: now() - Duration::seconds(1),
+        not_before: now() - Duration::seconds(1),
         channel: "wechat-main".into(),
         lang: "zh-Hans".into(),
         variant: "A".into(),

@@ -44,6 +44,9 @@ pub struct DispatcherConfig {
     pub concurrency: usize,
     /// How long a claim holds a row; a replica that dies loses its rows after this.
     pub lease: chrono::Duration,
+    /// Rows falling due this far ahead are claimed early and fired at their
+    /// instant (zero: claim only what is due).
+    pub lookahead: chrono::Duration,
 }
 
 /// The `[dispatcher]` table of `almanac.toml`.
@@ -63,6 +66,12 @@ pub struct DispatcherSettings {
     /// Poll interval in milliseconds when nothing is due (at most 200).
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// Claim rows this many milliseconds before they fall due and fire each at
+    /// its instant, so that neither the poll nor the claim's round trip makes a
+    /// push late (at most half the lease; 0 turns it off). An opt-out or a pause
+    /// that arrives within this time of a claimed push does not stop it.
+    #[serde(default = "default_lookahead_ms")]
+    pub lookahead_ms: u64,
 }
 
 fn default_batch() -> usize {
@@ -77,6 +86,9 @@ fn default_lease_secs() -> u64 {
 fn default_poll_ms() -> u64 {
     100
 }
+fn default_lookahead_ms() -> u64 {
+    1000
+}
 
 impl Default for DispatcherSettings {
     fn default() -> Self {
@@ -85,6 +97,7 @@ impl Default for DispatcherSettings {
             concurrency: default_concurrency(),
             lease_secs: default_lease_secs(),
             poll_ms: default_poll_ms(),
+            lookahead_ms: default_lookahead_ms(),
         }
     }
 }
@@ -92,11 +105,16 @@ impl Default for DispatcherSettings {
 impl DispatcherSettings {
     /// The dispatcher configuration for lease owner `owner`.
     pub fn config(&self, owner: impl Into<String>) -> DispatcherConfig {
+        let lease = chrono::Duration::seconds(self.lease_secs.max(1) as i64);
+        let lookahead = chrono::Duration::milliseconds(
+            i64::try_from(self.lookahead_ms).unwrap_or(i64::MAX / 2).min(i64::MAX / 2),
+        );
         DispatcherConfig {
             owner: owner.into(),
             batch: self.batch.max(1),
             concurrency: self.concurrency.max(1),
-            lease: chrono::Duration::seconds(self.lease_secs.max(1) as i64),
+            lease,
+            lookahead: lookahead.min(lease / 2),
         }
     }
 
@@ -271,6 +289,10 @@ impl Dispatcher {
                 },
             };
             for row in rows {
+                // Claimed up to `lookahead` early: hold it until its instant.
+                if !hold_until(&*self.clock, row.not_before, self.poll, &cancel).await {
+                    break 'dispatch;
+                }
                 let slot = tokio::select! {
                     biased;
                     () = cancel.cancelled() => break 'dispatch,
@@ -337,7 +359,14 @@ async fn claim_loop(
     let limit = i64::try_from(config.batch).unwrap_or(i64::MAX);
     let mut claimed = 0_u64;
     while !cancel.is_cancelled() {
-        let rows = match store.claim_due(&config.owner, clock.now(), config.lease, limit).await {
+        let claim = store.claim_due_within(
+            &config.owner,
+            clock.now(),
+            config.lookahead,
+            config.lease,
+            limit,
+        );
+        let rows = match claim.await {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::warn!(%error, owner = config.owner, "Claiming due pushes failed.");
@@ -362,6 +391,30 @@ async fn claim_loop(
         }
     }
     claimed
+}
+
+/// Waits until `clock` reaches `at` (re-reading the clock at least every `poll`,
+/// since a scaled or manual clock may move at its own pace); `false` when
+/// `cancel` fired first.
+async fn hold_until(
+    clock: &dyn Clock,
+    at: chrono::DateTime<chrono::Utc>,
+    poll: Duration,
+    cancel: &CancellationToken,
+) -> bool {
+    loop {
+        let now = clock.now();
+        if at <= now {
+            return true;
+        }
+        let wait = clock.real_delay(at - now);
+        let wait = if wait.is_zero() { poll } else { wait.min(poll) };
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return false,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 /// Commits running at once: while one batch is being written the next one is

@@ -81,6 +81,7 @@ mod tests {
             openid: None,
             last_interaction_at: None,
             due_at: due,
+            not_before: due,
             channel: "log".into(),
             lang: "zh-Hans".into(),
             variant: "A".into(),

@@ -136,6 +136,9 @@ pub struct ClaimedSend {
     pub last_interaction_at: Option<DateTime<Utc>>,
     /// Due instant.
     pub due_at: DateTime<Utc>,
+    /// Not to be sent before this instant (the due instant, or a retry's): a row
+    /// claimed ahead ([`Store::claim_due_within`]) waits for it.
+    pub not_before: DateTime<Utc>,
     /// Channel name.
     pub channel: String,
     /// Language.
@@ -785,11 +788,35 @@ impl Store {
         lease: chrono::Duration,
         limit: i64,
     ) -> Result<Vec<ClaimedSend>> {
+        self.claim_due_within(owner, now, chrono::Duration::zero(), lease, limit).await
+    }
+
+    /// [`Store::claim_due`], also taking pending rows that fall due (first
+    /// attempt or retry) within `ahead` of `now`, in order of
+    /// [`ClaimedSend::not_before`]: the dispatcher holds them and fires each at
+    /// its instant, so the claim's round trip is not part of its lateness. Leases
+    /// still expire against `now` only.
+    pub async fn claim_due_within(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        ahead: chrono::Duration,
+        lease: chrono::Duration,
+        limit: i64,
+    ) -> Result<Vec<ClaimedSend>> {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        dispatch!(self, |pool, backend| backend::claim_due(pool, owner, now, now + lease, limit)
-            .await)
+        let due_by = now + ahead.max(chrono::Duration::zero());
+        dispatch!(self, |pool, backend| backend::claim_due(
+            pool,
+            owner,
+            now,
+            due_by,
+            now + lease,
+            limit
+        )
+        .await)
     }
 
     /// Records outcomes of claimed rows in one transaction.

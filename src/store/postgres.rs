@@ -673,6 +673,7 @@ pub(super) async fn claim_due(
     pool: &PgPool,
     owner: &str,
     now: DateTime<Utc>,
+    due_by: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<ClaimedSend>> {
@@ -685,7 +686,7 @@ pub(super) async fn claim_due(
     let rows = sqlx::query(
         "WITH due AS ( \
            SELECT id, due_at FROM sends \
-           WHERE status = 'pending' AND due_at <= $3 AND next_attempt_at <= $3 \
+           WHERE status = 'pending' AND due_at <= $5 AND next_attempt_at <= $5 \
            AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
            ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
          expired AS ( \
@@ -703,7 +704,8 @@ pub(super) async fn claim_due(
            last_error = CASE WHEN m.opted_out_at IS NULL THEN s.last_error ELSE 'opted_out' END \
          FROM picked p, members m \
          WHERE s.id = p.id AND m.id = s.member_id \
-         RETURNING s.id, s.campaign_id, s.occurrence, s.member_id, s.due_at, s.channel, s.lang, \
+         RETURNING s.id, s.campaign_id, s.occurrence, s.member_id, s.due_at, s.next_attempt_at, \
+           s.channel, s.lang, \
            s.variant, s.text, s.attempts, s.status, m.external_id, m.openid, \
            m.last_interaction_at",
     )
@@ -711,6 +713,7 @@ pub(super) async fn claim_due(
     .bind(lease_until)
     .bind(now)
     .bind(limit)
+    .bind(due_by)
     .fetch_all(pool)
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());
@@ -729,6 +732,7 @@ pub(super) async fn claim_due(
             openid: row.try_get("openid")?,
             last_interaction_at: row.try_get("last_interaction_at")?,
             due_at: row.try_get("due_at")?,
+            not_before: row.try_get("next_attempt_at")?,
             channel: row.try_get("channel")?,
             lang: row.try_get("lang")?,
             variant: row.try_get("variant")?,
@@ -736,7 +740,7 @@ pub(super) async fn claim_due(
             attempts: u32::try_from(attempts).unwrap_or(0),
         });
     }
-    claimed.sort_by_key(|send| (send.due_at, send.id));
+    claimed.sort_by_key(|send| (send.not_before, send.id));
     Ok(claimed)
 }
 

@@ -507,6 +507,7 @@ pub(super) async fn claim_due(
     pool: &SqlitePool,
     owner: &str,
     now: DateTime<Utc>,
+    due_by: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<ClaimedSend>> {
@@ -527,7 +528,7 @@ pub(super) async fn claim_due(
          WHERE m.id = sends.member_id AND sends.id IN ( \
            SELECT id FROM ( \
              SELECT id, due_at FROM (SELECT id, due_at FROM sends INDEXED BY sends_pending \
-               WHERE status = 'pending' AND due_at <= ?3 AND next_attempt_at <= ?3 \
+               WHERE status = 'pending' AND due_at <= ?5 AND next_attempt_at <= ?5 \
                  AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
                ORDER BY due_at LIMIT ?4) \
              UNION ALL \
@@ -536,8 +537,8 @@ pub(super) async fn claim_due(
                  AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
                ORDER BY due_at LIMIT ?4) \
            ) ORDER BY due_at LIMIT ?4) \
-         RETURNING id, campaign_id, occurrence, member_id, due_at, channel, lang, variant, text, \
-           attempts, status, \
+         RETURNING id, campaign_id, occurrence, member_id, due_at, next_attempt_at, channel, lang, \
+           variant, text, attempts, status, \
            (SELECT external_id FROM members WHERE members.id = sends.member_id) AS external_id, \
            (SELECT openid FROM members WHERE members.id = sends.member_id) AS openid, \
            (SELECT last_interaction_at FROM members WHERE members.id = sends.member_id) \
@@ -547,6 +548,7 @@ pub(super) async fn claim_due(
     .bind(micros(lease_until))
     .bind(micros(now))
     .bind(limit)
+    .bind(micros(due_by))
     .fetch_all(pool)
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());
@@ -565,6 +567,7 @@ pub(super) async fn claim_due(
             openid: row.try_get("openid")?,
             last_interaction_at: opt_instant(row.try_get("last_interaction_at")?, "members")?,
             due_at: instant(row.try_get("due_at")?, "sends")?,
+            not_before: instant(row.try_get("next_attempt_at")?, "sends")?,
             channel: row.try_get("channel")?,
             lang: row.try_get("lang")?,
             variant: row.try_get("variant")?,
@@ -572,7 +575,7 @@ pub(super) async fn claim_due(
             attempts: u32::try_from(attempts).unwrap_or(0),
         });
     }
-    claimed.sort_by_key(|send| (send.due_at, send.id));
+    claimed.sort_by_key(|send| (send.not_before, send.id));
     Ok(claimed)
 }
 
