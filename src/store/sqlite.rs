@@ -513,10 +513,10 @@ pub(super) async fn claim_due(
 ) -> Result<Vec<ClaimedSend>> {
     // One statement, so one write transaction. Members who opted out (or were
     // forgotten) get their rows skipped instead of claimed. `INDEXED BY`: without
-    // statistics SQLite prefers the equality index `sends_status`, which reads every
-    // pending row and sorts them on each claim (O(ledger) per batch, seconds at 1M
-    // rows, holding the write lock); the partial indexes walk due order and stop at
-    // the limit.
+    // statistics SQLite preferred an equality index on `status` (dropped since),
+    // reading every pending row and sorting them on each claim (O(ledger) per
+    // batch, seconds at 1M rows, holding the write lock); the partial indexes walk
+    // due order and stop at the limit.
     let rows = sqlx::query(
         "UPDATE sends SET \
            status = CASE WHEN m.opted_out_at IS NULL THEN 'claimed' ELSE 'skipped' END, \
@@ -640,9 +640,10 @@ pub(super) async fn send_history(
     member_ids: &[i64],
     since: DateTime<Utc>,
 ) -> Result<Vec<HistoryEntry>> {
-    // `INDEXED BY`: without statistics SQLite picks `sends_status` for the status
-    // list and visits every live ledger row per statement (the planner calls this
-    // for every page of members, so planning went quadratic in the ledger's size).
+    // `INDEXED BY`: without statistics SQLite picked an index on `status` (dropped
+    // since) for the status list and visited every live ledger row per statement
+    // (the planner calls this for every page of members, so planning went
+    // quadratic in the ledger's size).
     const COLUMNS: &str = "SELECT campaign_id, member_id, due_at, occurrence, status FROM sends \
         INDEXED BY sends_member WHERE status IN ('sent', 'pending', 'claimed', 'holdout') \
         AND due_at >= ";
