@@ -280,16 +280,16 @@ async fn write_members(
         query.push_values(chunk, |mut row, (member, resolution)| {
             let (city, tz, source, confidence, distance) =
                 super::place_columns(resolution.place.as_ref());
-            row.push_bind(&member.external_id)
-                .push_bind(&member.openid)
-                .push_bind(&member.name)
-                .push_bind(&member.phone)
-                .push_bind(&member.city)
-                .push_bind(&member.province)
+            row.push_bind(member.external_id.as_str())
+                .push_bind(member.openid.as_deref())
+                .push_bind(member.name.as_deref())
+                .push_bind(member.phone.as_deref())
+                .push_bind(member.city.as_deref())
+                .push_bind(member.province.as_deref())
                 .push_bind(member.lat)
                 .push_bind(member.lon)
-                .push_bind(&member.ip)
-                .push_bind(&member.lang)
+                .push_bind(member.ip.as_deref())
+                .push_bind(member.lang.as_deref())
                 .push_bind(super::tags_json(member))
                 .push_bind(super::attrs_json(member))
                 .push_bind(member.opted_out_at.map(micros))
@@ -299,8 +299,8 @@ async fn write_members(
                 .push_bind(source)
                 .push_bind(confidence)
                 .push_bind(distance)
-                .push_bind(&resolution.unresolved_reason)
-                .push_bind(&resolution.data_version);
+                .push_bind(resolution.unresolved_reason.as_deref())
+                .push_bind(resolution.data_version.as_deref());
         });
         if !upsert {
             query.build().execute(&mut *tx).await?;
@@ -345,8 +345,8 @@ pub(super) async fn write_resolutions(pool: &SqlitePool, rows: &[(i64, Resolutio
                 .push_bind(source)
                 .push_bind(confidence)
                 .push_bind(distance)
-                .push_bind(&resolution.unresolved_reason)
-                .push_bind(&resolution.data_version);
+                .push_bind(resolution.unresolved_reason.as_deref())
+                .push_bind(resolution.data_version.as_deref());
         });
         query.push(") AS v WHERE members.id = v.column1");
         query.build().execute(&mut *tx).await?;
@@ -483,14 +483,14 @@ pub(super) async fn insert_sends(pool: &SqlitePool, sends: &[&NewSend]) -> Resul
              v.column7, v.column8, v.column9 FROM (",
         );
         query.push_values(chunk, |mut row, send| {
-            row.push_bind(&send.campaign_id)
-                .push_bind(&send.occurrence)
+            row.push_bind(send.campaign_id.as_str())
+                .push_bind(send.occurrence.as_str())
                 .push_bind(send.member_id)
                 .push_bind(micros(send.due_at))
-                .push_bind(&send.channel)
-                .push_bind(&send.lang)
-                .push_bind(&send.variant)
-                .push_bind(&send.text)
+                .push_bind(send.channel.as_str())
+                .push_bind(send.lang.as_str())
+                .push_bind(send.variant.as_str())
+                .push_bind(send.text.as_str())
                 .push_bind(send.status.as_str());
         });
         query.push(
