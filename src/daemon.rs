@@ -937,8 +937,15 @@ pub async fn run(options: Options) -> Result<(), Error> {
             }
         })?)
         .await?;
-    // Gauges now; the first planner tick right after READY=1 (a large member base
-    // must not hold up systemd's start timeout), then every `planner.tick`.
+    // The first planner tick now, in the background (a large member base must not
+    // hold up READY=1 and systemd's start timeout; the gauges, counted meanwhile,
+    // are part of READY's status), then every `planner.tick`.
+    let first_tick = core.clone();
+    tokio::spawn(async move {
+        if let Err(error) = first_tick.plan_tick().await {
+            tracing::error!(%error, "Planner tick failed; retrying next tick.");
+        }
+    });
     let status = core.refresh_gauges().await?;
     scheduler.start().await?;
 
@@ -947,12 +954,6 @@ pub async fn run(options: Options) -> Result<(), Error> {
 
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     tracing::info!("almanac is ready.");
-    let first_tick = core.clone();
-    tokio::spawn(async move {
-        if let Err(error) = first_tick.plan_tick().await {
-            tracing::error!(%error, "Planner tick failed; retrying next tick.");
-        }
-    });
 
     let mut watchdog_usec = 0;
     let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
