@@ -688,14 +688,30 @@ async fn read_pages(
 }
 
 /// The planner's last stage: inserts ledger rows batch by batch; returns how many
-/// were new.
+/// were new. On PostgreSQL two batches are inserted at once, each on its own
+/// connection (the server's insert is the slowest stage, and batches are
+/// disjoint member sets); SQLite has one writer, so one at a time.
 async fn write_rows(
     store: Store,
     mut rows: tokio::sync::mpsc::Receiver<Vec<NewSend>>,
 ) -> Result<u64, crate::store::Error> {
+    let parallel = match store.kind() {
+        crate::store::BackendKind::Postgres => 2,
+        crate::store::BackendKind::Sqlite => 1,
+    };
     let mut inserted = 0;
+    let mut running = JoinSet::new();
     while let Some(sends) = rows.recv().await {
-        inserted += store.insert_sends(&sends).await?;
+        if running.len() >= parallel
+            && let Some(done) = running.join_next().await
+        {
+            inserted += joined(done)?;
+        }
+        let store = store.clone();
+        running.spawn(async move { store.insert_sends(&sends).await });
+    }
+    while let Some(done) = running.join_next().await {
+        inserted += joined(done)?;
     }
     Ok(inserted)
 }
