@@ -527,7 +527,10 @@ fn json_member(line: &[u8]) -> Result<Member, String> {
 
 /// Checks and normalizes a member read from a file.
 fn validate(mut member: Member) -> Result<Member, String> {
-    member.external_id = member.external_id.trim().to_string();
+    let trimmed = member.external_id.trim();
+    if trimmed.len() != member.external_id.len() {
+        member.external_id = trimmed.to_string();
+    }
     if member.external_id.is_empty() {
         return Err("external_id is empty (every member needs the CRM's id)".into());
     }
@@ -598,26 +601,30 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
             other => return Err(format!("bad phone {raw:?}: unexpected {other:?}; {expected}")),
         }
     }
-    let international = if plus {
-        digits
+    // The international number is `prefix` followed by `body` (slices of
+    // `digits`), assembled once at the end.
+    let (prefix, body) = if plus {
+        ("", digits.as_str())
     } else if let Some(rest) = digits.strip_prefix("00") {
-        rest.to_string()
+        ("", rest)
     } else if digits.len() == 11 && digits.starts_with('1') {
-        format!("86{digits}")
+        ("86", digits.as_str())
     } else if let Some(national) = digits.strip_prefix('0') {
-        format!("86{national}")
+        ("86", national)
     } else {
         return Err(format!("bad phone {raw:?}: {expected}"));
     };
     // `+86 0451 …`: drop the domestic trunk prefix.
-    let international = match international.strip_prefix("860") {
-        Some(rest) => format!("86{rest}"),
-        None => international,
+    let (prefix, body) = match (prefix, body.strip_prefix("860"), body.strip_prefix('0')) {
+        ("", Some(rest), _) | ("86", _, Some(rest)) => ("86", rest),
+        _ => (prefix, body),
     };
-    if international.starts_with('0') || !(8..=15).contains(&international.len()) {
+    let length = prefix.len() + body.len();
+    if (prefix.is_empty() && body.starts_with('0')) || !(8..=15).contains(&length) {
         return Err(format!("bad phone {raw:?}: not a valid international number; {expected}"));
     }
-    if let Some(national) = international.strip_prefix("86") {
+    let national = if prefix.is_empty() { body.strip_prefix("86") } else { Some(body) };
+    if let Some(national) = national {
         // Mobiles are 1[3-9] and 11 digits; landlines an area code (10 for
         // Beijing, otherwise 2x or 3xx-9xx) and 9 to 11 digits in all.
         let valid = match national.as_bytes() {
@@ -630,7 +637,11 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
             return Err(format!("bad phone {raw:?}: not a valid Chinese number; {expected}"));
         }
     }
-    Ok(format!("+{international}"))
+    let mut e164 = String::with_capacity(1 + length);
+    e164.push('+');
+    e164.push_str(prefix);
+    e164.push_str(body);
+    Ok(e164)
 }
 
 /// A phone number fit for logs: `+86139****1234`.
@@ -895,6 +906,8 @@ mod tests {
             ("010-6552 9988", "+861065529988"),
             ("+44 20 7946 0958", "+442079460958"),
             ("+852 9123 4567", "+85291234567"),
+            ("0086 0451 8765 4321", "+8645187654321"),
+            (" 139 0451 1234 ", "+8613904511234"),
         ] {
             assert_eq!(normalize_phone(raw).as_deref(), Ok(expected), "{raw}");
         }
@@ -902,9 +915,18 @@ mod tests {
 
     #[test]
     fn bad_phones_are_rejected_with_a_reason() {
-        for raw in
-            ["12345", "1390451123", "139045112345", "+86 129 0451 1234", "call me", "", "+", "00"]
-        {
+        for raw in [
+            "12345",
+            "1390451123",
+            "139045112345",
+            "+86 129 0451 1234",
+            "call me",
+            "",
+            "+",
+            "00",
+            "+0451 8765 4321",
+            "+86 0451 87",
+        ] {
             let error = normalize_phone(raw).expect_err(raw);
             assert!(error.starts_with("bad phone"), "{raw}: {error}");
         }
