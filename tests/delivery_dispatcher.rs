@@ -88,6 +88,15 @@ async fn backlog(store: &Store) -> HashMap<SendStatus, i64> {
     store.backlog().await.unwrap().into_iter().collect()
 }
 
+/// Waits (20 s at most) until the ledger holds at least `count` rows in `status`.
+async fn wait_for_backlog(store: &Store, status: SendStatus, count: i64) {
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+    while backlog(store).await.get(&status).copied().unwrap_or(0) < count {
+        assert!(std::time::Instant::now() < deadline, "{:?}", backlog(store).await);
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
 fn config(owner: &str, batch: usize, concurrency: usize) -> DispatcherConfig {
     DispatcherConfig {
         owner: owner.into(),
@@ -130,11 +139,7 @@ async fn sends_every_due_row_once(db: TestDb) {
         start(&store, webhook(&sink.url, ""), clock, config("one", 300, 32));
     sink.wait_for("2000 pushes", StdDuration::from_secs(60), |sink| sink.len() >= 2000).await;
     // Wait for the ledger to say so too, then stop.
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
-    while backlog(&store).await.get(&SendStatus::Sent).copied().unwrap_or(0) < 2000 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", backlog(&store).await);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    wait_for_backlog(&store, SendStatus::Sent, 2000).await;
     cancel.cancel();
     let stats = task.await.unwrap();
 
@@ -173,22 +178,14 @@ async fn failed_rows_come_back_when_their_retry_is_due() {
     let (cancel, task, metrics) =
         start(&store, webhook(&sink.url, "backoff_ms = 60000"), clock.clone(), config("r", 20, 8));
     sink.wait_for("50 first attempts", StdDuration::from_secs(30), |sink| sink.len() >= 50).await;
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
-    while backlog(&store).await.get(&SendStatus::Pending).copied().unwrap_or(0) < 50 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", backlog(&store).await);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    wait_for_backlog(&store, SendStatus::Pending, 50).await;
     // Nothing comes back before the retry instant...
     tokio::time::sleep(StdDuration::from_millis(200)).await;
     assert_eq!(sink.len(), 50);
     // ...and everything does after it.
     clock.advance(Duration::minutes(2));
     sink.wait_for("50 retries", StdDuration::from_secs(30), |sink| sink.len() >= 100).await;
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
-    while backlog(&store).await.get(&SendStatus::Sent).copied().unwrap_or(0) < 50 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", backlog(&store).await);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    wait_for_backlog(&store, SendStatus::Sent, 50).await;
     cancel.cancel();
     let stats = task.await.unwrap();
     assert_eq!((stats.retried, stats.sent), (50, 50));
@@ -236,11 +233,7 @@ async fn postgres_dispatchers_share_work_without_duplicates() {
         ));
     }
     sink.wait_for("3000 pushes", StdDuration::from_secs(60), |sink| sink.len() >= 3000).await;
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
-    while backlog(&db.store).await.get(&SendStatus::Sent).copied().unwrap_or(0) < 3000 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", backlog(&db.store).await);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    wait_for_backlog(&db.store, SendStatus::Sent, 3000).await;
     let mut sent_by_replica = Vec::new();
     for (cancel, task, _) in running {
         cancel.cancel();
@@ -370,25 +363,17 @@ async fn rows_claimed_ahead_wait_for_their_instant() {
     let config = DispatcherConfig { lookahead: Duration::seconds(1), ..config("ahead", 40, 16) };
     let (cancel, task, _metrics) = start(&store, webhook(&sink.url, ""), clock.clone(), config);
 
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
     // All 100 claimed (batches of 40, one handed over): the sender loop has taken
     // the first batch and holds it, since the claimer could not hand over the
     // third otherwise.
-    while backlog(&store).await.get(&SendStatus::Claimed).copied().unwrap_or(0) < 100 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", backlog(&store).await);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    wait_for_backlog(&store, SendStatus::Claimed, 100).await;
     // Held, not sent: the clock still reads t0, 500 ms before they are due.
     assert_eq!(sink.len(), 0, "nothing sent before its instant");
     assert_eq!(backlog(&store).await.get(&SendStatus::Pending), Some(&1));
 
     clock.set(due);
     sink.wait_for("100 pushes", StdDuration::from_secs(30), |sink| sink.len() >= 100).await;
-    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
-    while backlog(&store).await.get(&SendStatus::Sent).copied().unwrap_or(0) < 100 {
-        assert!(std::time::Instant::now() < deadline, "{:?}", backlog(&store).await);
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    wait_for_backlog(&store, SendStatus::Sent, 100).await;
     cancel.cancel();
     let stats = task.await.unwrap();
     assert_eq!(sink.len(), 100, "the row due in 10 s is beyond the lookahead");

@@ -105,16 +105,15 @@ impl Default for DispatcherSettings {
 impl DispatcherSettings {
     /// The dispatcher configuration for lease owner `owner`.
     pub fn config(&self, owner: impl Into<String>) -> DispatcherConfig {
-        let lease = chrono::Duration::seconds(self.lease_secs.max(1) as i64);
-        let lookahead = chrono::Duration::milliseconds(
-            i64::try_from(self.lookahead_ms).unwrap_or(i64::MAX / 2).min(i64::MAX / 2),
-        );
+        let lease_secs = self.lease_secs.max(1);
+        // At most half the lease, in milliseconds.
+        let lookahead_ms = self.lookahead_ms.min(lease_secs.saturating_mul(500));
         DispatcherConfig {
             owner: owner.into(),
             batch: self.batch.max(1),
             concurrency: self.concurrency.max(1),
-            lease,
-            lookahead: lookahead.min(lease / 2),
+            lease: chrono::Duration::seconds(lease_secs as i64),
+            lookahead: chrono::Duration::milliseconds(lookahead_ms as i64),
         }
     }
 

@@ -140,24 +140,25 @@ const PLANNING_PAGE: &str = concat!(
     ") ORDER BY id) FROM (SELECT * FROM members WHERE id > ?1 ORDER BY id LIMIT ?2)"
 );
 
-/// One element of a [`PLANNING_PAGE`] document, in its column order.
+/// One element of a [`PLANNING_PAGE`] document: serde reads a struct from a JSON
+/// array field by field, so the fields are in the query's column order.
 #[derive(serde::Deserialize)]
-struct PlanningRow(
-    i64,
-    String,
-    Option<String>,
-    Option<f64>,
-    Option<f64>,
-    Option<String>,
-    Vec<String>,
-    std::collections::BTreeMap<String, String>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<f64>,
-    Option<f64>,
-);
+struct PlanningRow {
+    id: i64,
+    external_id: String,
+    name: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    lang: Option<String>,
+    tags: Vec<String>,
+    attrs: std::collections::BTreeMap<String, String>,
+    opted_out_at: Option<i64>,
+    city: Option<i64>,
+    tz: Option<String>,
+    source: Option<String>,
+    confidence: Option<f64>,
+    distance: Option<f64>,
+}
 
 pub(super) async fn planning_page(
     pool: &SqlitePool,
@@ -171,36 +172,26 @@ pub(super) async fn planning_page(
     })?;
     rows.into_iter()
         .map(|row| {
-            let PlanningRow(
-                id,
-                external_id,
-                name,
-                lat,
-                lon,
-                lang,
-                tags,
-                attrs,
-                opted_out_at,
-                city,
-                tz,
-                source,
-                confidence,
-                distance,
-            ) = row;
             let member = Member {
-                external_id,
-                name,
-                lat,
-                lon,
-                lang,
-                tags,
-                attrs,
-                opted_out_at: opt_instant(opted_out_at, "members")?,
+                external_id: row.external_id,
+                name: row.name,
+                lat: row.lat,
+                lon: row.lon,
+                lang: row.lang,
+                tags: row.tags,
+                attrs: row.attrs,
+                opted_out_at: opt_instant(row.opted_out_at, "members")?,
                 ..Member::default()
             };
-            let place = super::place_from_columns(city, tz, source, confidence, distance)?;
+            let place = super::place_from_columns(
+                row.city,
+                row.tz,
+                row.source,
+                row.confidence,
+                row.distance,
+            )?;
             Ok(StoredMemberFull {
-                stored: StoredMember { id, member, place, unresolved_reason: None },
+                stored: StoredMember { id: row.id, member, place, unresolved_reason: None },
                 data_version: None,
             })
         })
@@ -644,9 +635,10 @@ pub(super) async fn send_history(
     // since) for the status list and visited every live ledger row per statement
     // (the planner calls this for every page of members, so planning went
     // quadratic in the ledger's size).
-    const COLUMNS: &str = "SELECT campaign_id, member_id, due_at, occurrence, status FROM sends \
-        INDEXED BY sends_member WHERE status IN ('sent', 'pending', 'claimed', 'holdout') \
-        AND due_at >= ";
+    // Ends in `due_at >= `: each caller binds `since` next.
+    const SELECT_HISTORY: &str = "SELECT campaign_id, member_id, due_at, occurrence, status \
+        FROM sends INDEXED BY sends_member \
+        WHERE status IN ('sent', 'pending', 'claimed', 'holdout') AND due_at >= ";
     let entry = |row: &SqliteRow| -> Result<HistoryEntry> {
         Ok(HistoryEntry {
             campaign_id: row.try_get(0)?,
@@ -664,7 +656,7 @@ pub(super) async fn send_history(
     if high - low < 2 * member_ids.len() as i64 {
         let wanted: std::collections::HashSet<i64> = member_ids.iter().copied().collect();
         let rows = sqlx::query(&format!(
-            "{COLUMNS} ?1 AND member_id BETWEEN ?2 AND ?3 ORDER BY member_id, due_at"
+            "{SELECT_HISTORY} ?1 AND member_id BETWEEN ?2 AND ?3 ORDER BY member_id, due_at"
         ))
         .bind(micros(since))
         .bind(low)
@@ -679,7 +671,7 @@ pub(super) async fn send_history(
     }
     let mut out = Vec::new();
     for chunk in member_ids.chunks(rows_per_statement(1)) {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(COLUMNS);
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(SELECT_HISTORY);
         query.push_bind(micros(since)).push(" AND member_id IN (");
         let mut list = query.separated(", ");
         for id in chunk {
