@@ -371,9 +371,42 @@ enum Kind {
     Jsonl,
 }
 
-/// External id → first row, for duplicate detection (a fast hasher: the map
-/// takes every id of the file).
-type SeenIds = HashMap<Box<str>, u64, foldhash::fast::RandomState>;
+/// External id → first row, for duplicate detection. It takes every id of the
+/// file, so the ids live in one arena string (no allocation per row) and the map
+/// is keyed by their hash; an id whose hash another id already holds is kept
+/// apart in `collided`.
+#[derive(Default)]
+struct SeenIds<S = foldhash::fast::RandomState> {
+    arena: String,
+    /// Hash of the id → (its range in `arena`, first row).
+    by_hash: HashMap<u64, (std::ops::Range<usize>, u64), S>,
+    collided: HashMap<Box<str>, u64, S>,
+}
+
+impl<S: std::hash::BuildHasher> SeenIds<S> {
+    /// The first row of `id` if it was seen before; else records it at `row`.
+    fn first_row(&mut self, id: &str, row: u64) -> Option<u64> {
+        use std::collections::hash_map::Entry;
+        match self.by_hash.entry(self.collided.hasher().hash_one(id)) {
+            Entry::Vacant(entry) => {
+                let start = self.arena.len();
+                self.arena.push_str(id);
+                entry.insert((start..self.arena.len(), row));
+                None
+            }
+            Entry::Occupied(entry) if self.arena[entry.get().0.clone()] == *id => {
+                Some(entry.get().1)
+            }
+            Entry::Occupied(_) => match self.collided.entry(id.into()) {
+                Entry::Occupied(entry) => Some(*entry.get()),
+                Entry::Vacant(entry) => {
+                    entry.insert(row);
+                    None
+                }
+            },
+        }
+    }
+}
 
 struct Rows<R> {
     name: String,
@@ -425,14 +458,13 @@ impl<R: Read> Iterator for Rows<R> {
                 Ok(member) => member,
                 Err(reason) => return Some(Err(self.error(row, reason))),
             };
-            if let Some(first) = self.seen.get(member.external_id.as_str()) {
+            if let Some(first) = self.seen.first_row(&member.external_id, row) {
                 let reason = format!(
                     "duplicate external_id {:?} (first at row {first})",
                     member.external_id
                 );
                 return Some(Err(self.error(row, reason)));
             }
-            self.seen.insert(member.external_id.as_str().into(), row);
             return Some(Ok(member));
         }
     }
@@ -948,6 +980,31 @@ mod tests {
         assert!(split_csv_line(r#"a,"b"#).unwrap_err().contains("never closed"));
         assert!(split_csv_line(r#"a,"b"x,c"#).unwrap_err().contains("after its closing quote"));
         assert!(split_csv_line(r#"a,b"c"#).unwrap_err().contains("does not start with"));
+    }
+
+    #[test]
+    fn seen_ids_tell_apart_ids_whose_hashes_collide() {
+        // Every id hashes alike: all but the first go through `collided`.
+        #[derive(Default)]
+        struct Constant;
+        impl std::hash::Hasher for Constant {
+            fn finish(&self) -> u64 {
+                7
+            }
+            fn write(&mut self, _: &[u8]) {}
+        }
+        let mut seen = SeenIds::<std::hash::BuildHasherDefault<Constant>>::default();
+        assert_eq!(seen.first_row("a", 1), None);
+        assert_eq!(seen.first_row("b", 2), None);
+        assert_eq!(seen.first_row("c", 3), None);
+        assert_eq!(seen.first_row("a", 4), Some(1));
+        assert_eq!(seen.first_row("c", 5), Some(3));
+        assert_eq!(seen.first_row("b", 6), Some(2));
+        // And with the real hasher.
+        let mut seen = SeenIds::<foldhash::fast::RandomState>::default();
+        assert_eq!(seen.first_row("crm-1", 1), None);
+        assert_eq!(seen.first_row("crm-2", 2), None);
+        assert_eq!(seen.first_row("crm-1", 3), Some(1));
     }
 
     #[test]

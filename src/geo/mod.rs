@@ -642,10 +642,10 @@ impl Geo {
     fn in_province(&self, i: u32, pkey: &str) -> bool {
         let city = &self.data.cities[i as usize];
         let zh = city.province_zh.as_deref().unwrap_or("");
-        name_key(&city.province) == pkey
-            || name_key(zh) == pkey
-            || name_key(province_short_zh(zh)) == pkey
-            || name_key(&city.country) == pkey
+        has_name_key(&city.province, pkey)
+            || has_name_key(zh, pkey)
+            || has_name_key(province_short_zh(zh), pkey)
+            || has_name_key(&city.country, pkey)
     }
 
     fn describe(&self, i: u32) -> String {
@@ -747,28 +747,35 @@ fn province_short_zh(zh: &str) -> &str {
 /// Normalizes a place name for lookup: lowercase, diacritics folded, spaces and
 /// punctuation dropped (`Xi'an` = `xian`, `Ürümqi` = `urumqi`, ` 哈尔滨 ` = `哈尔滨`).
 pub fn name_key(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        let folded =
-            match c {
-                'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ǎ' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä'
-                | 'Å' | 'Ā' => 'a',
-                'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ě' | 'È' | 'É' | 'Ê' | 'Ë' | 'Ē' => 'e',
-                'ì' | 'í' | 'î' | 'ï' | 'ī' | 'ǐ' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'i',
-                'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ǒ' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö'
-                | 'Ø' => 'o',
-                'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ǔ' | 'ǖ' | 'ǘ' | 'ǚ' | 'ǜ' | 'Ù' | 'Ú' | 'Û'
-                | 'Ü' => 'u',
-                'ç' | 'Ç' => 'c',
-                'ñ' | 'Ñ' => 'n',
-                'ß' => 's',
-                c => c,
-            };
-        if folded.is_alphanumeric() {
-            out.extend(folded.to_lowercase());
-        }
-    }
-    out
+    name_key_chars(name).collect()
+}
+
+/// The characters of [`name_key`], without building the string (comparisons).
+fn name_key_chars(name: &str) -> impl Iterator<Item = char> + '_ {
+    name.chars()
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ǎ' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å'
+            | 'Ā' => 'a',
+            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ě' | 'È' | 'É' | 'Ê' | 'Ë' | 'Ē' => 'e',
+            'ì' | 'í' | 'î' | 'ï' | 'ī' | 'ǐ' | 'Ì' | 'Í' | 'Î' | 'Ï' => 'i',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ǒ' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' => {
+                'o'
+            }
+            'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ǔ' | 'ǖ' | 'ǘ' | 'ǚ' | 'ǜ' | 'Ù' | 'Ú' | 'Û' | 'Ü' => {
+                'u'
+            }
+            'ç' | 'Ç' => 'c',
+            'ñ' | 'Ñ' => 'n',
+            'ß' => 's',
+            c => c,
+        })
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+}
+
+/// Whether `name`'s [`name_key`] is `key`.
+fn has_name_key(name: &str, key: &str) -> bool {
+    name_key_chars(name).eq(key.chars())
 }
 
 fn unit_vector(lat: f64, lon: f64) -> [f64; 3] {
