@@ -266,20 +266,29 @@ const COPY_COLUMNS: &str = "external_id, openid, name, phone, city, province, la
 /// dropped, the rows stream into the table through one COPY, and
 /// [`BulkLoad::finish`] removes earlier copies of a repeated external id and
 /// rebuilds what was dropped. This is PostgreSQL's own advice for populating a
-/// table ("Populating a Database": load first, index after). A task of its own
-/// formats and sends the rows, so the server parses one batch while the caller
-/// reads the next.
+/// table ("Populating a Database": load first, index after). The caller's task
+/// formats each batch ([`BulkLoad::write`]) while a task of its own sends the
+/// previous one, so formatting, sending and the server's parsing overlap.
 pub(crate) struct BulkLoad {
     to_task: tokio::sync::mpsc::Sender<BulkMessage>,
     /// `None` once joined.
     task: Option<tokio::task::JoinHandle<Result<u64>>>,
+    /// Formats the rows (its buffer is handed to the task batch by batch).
+    rows: CopyRows,
+    /// Hashes of the external ids written so far.
+    seen: std::collections::HashSet<u64, foldhash::fast::FixedState>,
+    /// Ids seen twice (or whose hash collided: harmless, the DELETE at the end
+    /// then finds one row).
+    repeated: Vec<String>,
 }
 
 /// What the caller hands the bulk load's task: the channel closing without
 /// `Finish` (the load was dropped) rolls the load back.
 enum BulkMessage {
-    Rows(Vec<(Member, Resolution)>),
-    Finish,
+    /// Rows in COPY text format.
+    Rows(String),
+    /// The end, with the external ids that were written more than once.
+    Finish(Vec<String>),
 }
 
 /// Quotes an SQL identifier.
@@ -327,7 +336,13 @@ pub(super) async fn begin_bulk_load(pool: &PgPool) -> Result<Option<BulkLoad>> {
     }
     let (to_task, receiver) = tokio::sync::mpsc::channel(2);
     let task = tokio::spawn(run_bulk_load(tx, rebuild, receiver));
-    Ok(Some(BulkLoad { to_task, task: Some(task) }))
+    Ok(Some(BulkLoad {
+        to_task,
+        task: Some(task),
+        rows: CopyRows::default(),
+        seen: Default::default(),
+        repeated: Vec::new(),
+    }))
 }
 
 /// The bulk load's task: COPies every batch it receives; when the batches end,
@@ -337,34 +352,20 @@ async fn run_bulk_load(
     rebuild: Vec<String>,
     mut messages: tokio::sync::mpsc::Receiver<BulkMessage>,
 ) -> Result<u64> {
-    use std::hash::BuildHasher;
-    let hasher = foldhash::fast::FixedState::default();
-    // Hashes of the external ids written so far, and the ids seen twice (or
-    // whose hash collided: harmless, the DELETE below then finds one row).
-    let mut seen = std::collections::HashSet::with_hasher(foldhash::fast::FixedState::default());
-    let mut repeated: Vec<String> = Vec::new();
     let mut copy = tx.copy_in_raw(&format!("COPY members ({COPY_COLUMNS}) FROM STDIN")).await?;
-    let mut data = CopyRows::default();
-    loop {
+    let repeated = loop {
         match messages.recv().await {
-            Some(BulkMessage::Rows(rows)) => {
-                data.data.clear();
-                for (member, resolution) in &rows {
-                    if !seen.insert(hasher.hash_one(&member.external_id)) {
-                        repeated.push(member.external_id.clone());
-                    }
-                    data.push(member, resolution);
-                }
-                copy.send(data.data.as_bytes()).await?;
+            Some(BulkMessage::Rows(data)) => {
+                copy.send(data.as_bytes()).await?;
             }
-            Some(BulkMessage::Finish) => break,
+            Some(BulkMessage::Finish(repeated)) => break repeated,
             None => {
                 // Dropped unfinished: the transaction rolls back as `tx` drops.
                 copy.abort("bulk load abandoned").await?;
                 return Ok(0);
             }
         }
-    }
+    };
     copy.finish().await?;
     let mut replaced = 0;
     if !repeated.is_empty() {
@@ -397,15 +398,27 @@ async fn run_bulk_load(
 }
 
 impl BulkLoad {
-    /// Hands one batch to the load's task.
+    /// Formats one batch and hands it to the load's task.
     pub(super) async fn write(&mut self, rows: Vec<(Member, Resolution)>) -> Result<()> {
-        self.send(BulkMessage::Rows(rows)).await
+        use std::hash::BuildHasher;
+        self.rows.data.reserve(rows.len() * 256);
+        for (member, resolution) in &rows {
+            if !self.seen.insert(self.seen.hasher().hash_one(&member.external_id)) {
+                self.repeated.push(member.external_id.clone());
+            }
+            self.rows.push(member, resolution);
+        }
+        // Freed here, not on the task that sends.
+        drop(rows);
+        let data = std::mem::take(&mut self.rows.data);
+        self.send(BulkMessage::Rows(data)).await
     }
 
     /// Ends the rows, rebuilds the indexes and constraints, and commits; returns
     /// how many rows a later row of the same external id replaced.
     pub(super) async fn finish(mut self) -> Result<u64> {
-        self.send(BulkMessage::Finish).await?;
+        let repeated = std::mem::take(&mut self.repeated);
+        self.send(BulkMessage::Finish(repeated)).await?;
         self.join().await
     }
 
