@@ -24,6 +24,7 @@ both_backends!(
     campaign_state_audit_and_token,
     reresolve_stale_members,
     forget_erases_personal_data,
+    forget_races_planner_inserts,
     concurrent_inserts_keep_ledger_unique,
     concurrent_claimers_never_share_rows,
     planner_lease_admits_one_replica,
@@ -532,6 +533,62 @@ async fn forget_erases_personal_data(db: &TestDb) {
     let log = store.audit_log(10).await.unwrap();
     assert_eq!(log[1].action, "forget");
     assert_eq!(log[1].target, format!("member #{}", ids[1]));
+}
+
+/// A planner inserting ledger rows while members are forgotten never leaves a
+/// row with a forgotten member's rendered text (on PostgreSQL the ledger has no
+/// foreign key: an advisory lock orders the two).
+async fn forget_races_planner_inserts(db: &TestDb) {
+    let ids = add_members(&db.store, 24).await;
+    let victims: Vec<(usize, i64)> = ids.iter().copied().enumerate().skip(4).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut inserters = Vec::new();
+    for writer in 0..2 {
+        let store = db.store.clone();
+        let stop = stop.clone();
+        let victims = victims.clone();
+        inserters.push(tokio::spawn(async move {
+            let mut round = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<NewSend> = victims
+                    .iter()
+                    .map(|&(n, id)| NewSend {
+                        text: format!("secret-of-{n:05}"),
+                        ..send("race", &format!("w{writer}-{round}"), id, t0())
+                    })
+                    .collect();
+                store.insert_sends(&batch).await.expect("insert");
+                round += 1;
+            }
+            round
+        }));
+    }
+    // Forget the victims one by one while the inserts go on, each after the
+    // inserters have written at least one more row for it.
+    for &(n, id) in &victims {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let history = db.store.send_history(&[id], t0() - Duration::days(1)).await.unwrap();
+            if history.len() >= 2 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no rows inserted for member {n}");
+            tokio::task::yield_now().await;
+        }
+        assert!(db.store.delete_member(&format!("crm-{n:05}"), "cli").await.unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for inserter in inserters {
+        assert!(inserter.await.unwrap() > 0);
+    }
+    let after = db.store.dump_all_text().await.unwrap();
+    for &(n, _) in &victims {
+        let secret = format!("secret-of-{n:05}");
+        let hits: Vec<_> = after.iter().filter(|(_, row)| row.contains(&secret)).collect();
+        assert!(hits.is_empty(), "{secret} survived forget: {hits:?}");
+    }
+    // Nothing was planned for the bystanders, and they are all still there.
+    assert_eq!(db.store.member_counts().await.unwrap().total, 4);
 }
 
 async fn concurrent_inserts_keep_ledger_unique(db: &TestDb) {

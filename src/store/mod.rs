@@ -766,13 +766,14 @@ impl Store {
         if sends.is_empty() {
             return Ok(0);
         }
-        // One lock order for every writer: no deadlocks between racing planners.
+        // One lock order for every writer (the ledger key's): no deadlocks
+        // between racing planners.
         let mut sorted: Vec<&NewSend> = sends.iter().collect();
         sorted.sort_by(|a, b| {
-            (a.campaign_id.as_str(), a.occurrence.as_str(), a.member_id).cmp(&(
+            (a.member_id, a.campaign_id.as_str(), a.occurrence.as_str()).cmp(&(
+                b.member_id,
                 b.campaign_id.as_str(),
                 b.occurrence.as_str(),
-                b.member_id,
             ))
         });
         dispatch!(self, |pool, backend| backend::insert_sends(pool, &sorted).await)

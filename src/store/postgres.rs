@@ -608,6 +608,11 @@ pub(super) async fn touch_interaction(
 
 pub(super) async fn forget_member(pool: &PgPool, member_id: i64, secrets: &[String]) -> Result<()> {
     let mut tx = pool.begin().await?;
+    // Waits for the planner's inserts in flight; later ones see the member gone.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(LEDGER_MEMBERS_LOCK)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "UPDATE sends SET member_id = NULL, text = NULL, last_error = CASE \
          WHEN status IN ('pending', 'claimed') THEN 'forgotten' ELSE NULL END, \
@@ -676,6 +681,13 @@ pub(super) async fn member_counts(pool: &PgPool) -> Result<MemberCounts> {
     Ok(MemberCounts { total: row.try_get(0)?, unresolved: row.try_get(1)? })
 }
 
+/// The advisory lock that keeps ledger rows of a forgotten member out: the
+/// planner's inserts hold it shared, [`forget_member`] exclusively (the ledger
+/// has no foreign key to `members`; see migration 0004). An insert that starts
+/// after a forget sees the member gone and skips its row; a forget waits for the
+/// inserts in flight and then nulls their rows too.
+const LEDGER_MEMBERS_LOCK: i64 = 0x616c_6d61_6e61_6301;
+
 pub(super) async fn insert_sends(pool: &PgPool, sends: &[&NewSend]) -> Result<u64> {
     let mut inserted = 0;
     for chunk in sends.chunks(INSERT_CHUNK) {
@@ -699,6 +711,13 @@ pub(super) async fn insert_sends(pool: &PgPool, sends: &[&NewSend]) -> Result<u6
             text.push(send.text.as_str());
             status.push(send.status.as_str());
         }
+        let mut tx = pool.begin().await?;
+        // Taken before the INSERT's snapshot (its own statement): a forget that
+        // committed before is seen by the `WHERE EXISTS`.
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(LEDGER_MEMBERS_LOCK)
+            .execute(&mut *tx)
+            .await?;
         inserted += sqlx::query(
             "INSERT INTO sends (campaign_id, occurrence, member_id, due_at, next_attempt_at, \
                channel, lang, variant, text, status) \
@@ -720,9 +739,10 @@ pub(super) async fn insert_sends(pool: &PgPool, sends: &[&NewSend]) -> Result<u6
         .bind(&variant)
         .bind(&text)
         .bind(&status)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
     }
     Ok(inserted)
 }
