@@ -436,7 +436,8 @@ impl BulkLoad {
     }
 }
 
-/// Member rows in COPY text format, built in one reused buffer.
+/// Member rows in COPY text format, appended to `data` (the JSON columns go
+/// through one reused scratch buffer).
 #[derive(Default)]
 struct CopyRows {
     data: String,
