@@ -1032,14 +1032,15 @@ impl<'a> From<&'a Outcome> for OutcomeRow<'a> {
 }
 
 /// Flattened place columns: (city id, tz, source, confidence, distance).
-type PlaceColumns = (Option<i64>, Option<String>, Option<&'static str>, Option<f64>, Option<f64>);
+type PlaceColumns =
+    (Option<i64>, Option<&'static str>, Option<&'static str>, Option<f64>, Option<f64>);
 
 fn place_columns(place: Option<&Place>) -> PlaceColumns {
     match place {
         None => (None, None, None, None, None),
         Some(place) => (
             Some(i64::from(place.city.0)),
-            Some(place.tz.name().to_string()),
+            Some(place.tz.name()),
             Some(place.source.as_str()),
             Some(f64::from(place.confidence)),
             place.distance_km.map(f64::from),

@@ -129,7 +129,7 @@ async fn members_page_of(
 #[derive(Default)]
 struct ResolutionArrays {
     city: Vec<Option<i64>>,
-    tz: Vec<Option<String>>,
+    tz: Vec<Option<&'static str>>,
     source: Vec<Option<&'static str>>,
     confidence: Vec<Option<f64>>,
     distance: Vec<Option<f64>>,
@@ -448,7 +448,8 @@ struct CopyRows {
 impl CopyRows {
     /// Appends one member as a line, in the order of [`COPY_COLUMNS`].
     fn push(&mut self, member: &Member, resolution: &Resolution) {
-        let place = resolution.place.as_ref();
+        let (city, tz, source, confidence, distance) =
+            super::place_columns(resolution.place.as_ref());
         self.text(Some(&member.external_id));
         self.text(member.openid.as_deref());
         self.text(member.name.as_deref());
@@ -459,15 +460,15 @@ impl CopyRows {
         self.float(member.lon);
         self.text(member.ip.as_deref());
         self.text(member.lang.as_deref());
-        self.json(&member.tags);
-        self.json(&member.attrs);
+        self.json(&member.tags, "[]");
+        self.json(&member.attrs, "{}");
         self.instant(member.opted_out_at);
         self.instant(member.last_interaction_at);
-        self.display(place.map(|place| place.city.0));
-        self.text(place.map(|place| place.tz.name()));
-        self.text(place.map(|place| place.source.as_str()));
-        self.float(place.map(|place| f64::from(place.confidence)));
-        self.float(place.and_then(|place| place.distance_km).map(f64::from));
+        self.display(city);
+        self.text(tz);
+        self.text(source);
+        self.float(confidence);
+        self.float(distance);
         self.text(resolution.unresolved_reason.as_deref());
         self.text(resolution.data_version.as_deref());
         self.data.pop();
@@ -499,16 +500,16 @@ impl CopyRows {
         self.data.push('\t');
     }
 
-    fn json(&mut self, value: &impl serde::Serialize) {
+    /// A JSON column; `fallback` if serializing fails, as `tags_json` /
+    /// `attrs_json` do (strings and string maps do not fail).
+    fn json(&mut self, value: &impl serde::Serialize, fallback: &str) {
         self.json.clear();
         let mut json = std::mem::take(&mut self.json);
-        // Serializing strings and string maps into a Vec cannot fail, and the
-        // output is UTF-8.
         let text = match serde_json::to_writer(&mut json, value) {
-            Ok(()) => std::str::from_utf8(&json).ok(),
-            Err(_) => None,
+            Ok(()) => std::str::from_utf8(&json).unwrap_or(fallback),
+            Err(_) => fallback,
         };
-        self.text(text);
+        self.text(Some(text));
         self.json = json;
     }
 
