@@ -2,7 +2,8 @@
 //! SQLite and on PostgreSQL, against a local HTTP sink, next to the ceiling: a bare
 //! reqwest client posting the same number of requests to the same sink with the same
 //! concurrency, in the same run. `ALMANAC_BENCH_N` sets the pushes per run
-//! (default 20 000). PostgreSQL is skipped, loudly, when no server answers.
+//! (default 20 000); `ALMANAC_BENCH_ONLY=sqlite|postgres` runs one backend (the
+//! ceiling is always measured). PostgreSQL is skipped, loudly, when no server answers.
 //!
 //! The sink is lean on purpose (an axum handler that counts requests with an
 //! `Idempotency-Key` header): the recording sink of the tests spends more CPU per
@@ -190,11 +191,17 @@ fn main() {
         drop(sink);
         println!("dispatch: {count} pushes, concurrency {CONCURRENCY}, batch {BATCH}");
         println!("  bare reqwest client (ceiling): {ceiling:>9.0} req/s");
-        let sqlite = dispatch(TestDb::sqlite().await.expect("sqlite"), count).await;
-        println!(
-            "  dispatcher on SQLite:          {sqlite:>9.0} pushes/s  ({:.0}% of the ceiling)",
-            100.0 * sqlite / ceiling
-        );
+        let only = std::env::var("ALMANAC_BENCH_ONLY").unwrap_or_default();
+        if only != "postgres" {
+            let sqlite = dispatch(TestDb::sqlite().await.expect("sqlite"), count).await;
+            println!(
+                "  dispatcher on SQLite:          {sqlite:>9.0} pushes/s  ({:.0}% of the ceiling)",
+                100.0 * sqlite / ceiling
+            );
+        }
+        if only == "sqlite" {
+            return;
+        }
         match TestDb::postgres().await.expect("postgres") {
             Some(db) => {
                 let postgres = dispatch(db, count).await;

@@ -729,3 +729,36 @@ async fn planner_lease_admits_one_replica(db: &TestDb) {
     let same = store.lead_planner("c:3", expired, expired + lease).await.unwrap();
     assert_eq!(same, Some(replanned));
 }
+
+/// PostgreSQL plans each claim from the ledger's statistics: a burst into a new
+/// ledger must leave them current, or every claim reads and sorts every pending
+/// row (a bitmap scan and a sort instead of a walk of `sends_pending`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_ledger_statistics_follow_a_burst() {
+    let Some(db) = TestDb::postgres().await.expect("postgres") else { return };
+    let ids = add_members(&db.store, 20_000).await;
+    let due = t0();
+    let sends: Vec<NewSend> = ids.iter().map(|id| send("burst", "2026-11-22", *id, due)).collect();
+    assert_eq!(db.store.insert_sends(&sends).await.unwrap(), 20_000);
+
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let rows: f32 =
+        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'sends'::regclass")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(rows > 15_000.0, "the ledger was analyzed after the burst (reltuples {rows})");
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id FROM sends WHERE status = 'pending' AND due_at <= $1 \
+         ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(due)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("Index Scan using sends_pending"), "the claim walks the index:\n{plan}");
+    assert!(!plan.contains("Sort"), "the claim sorts nothing:\n{plan}");
+    pool.close().await;
+    db.cleanup().await.expect("cleanup");
+}

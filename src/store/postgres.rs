@@ -746,7 +746,45 @@ pub(super) async fn insert_sends(pool: &PgPool, sends: &[&NewSend]) -> Result<u6
         .rows_affected();
         tx.commit().await?;
     }
+    if inserted > 0 {
+        analyze_ledger_if_grown(pool).await?;
+    }
     Ok(inserted)
+}
+
+/// Ledger size, in pages, below which its statistics are left to autovacuum (2 MiB,
+/// about ten thousand rows).
+const LEDGER_ANALYZE_MIN_PAGES: i64 = 256;
+
+/// Analyzes the ledger when it has at least doubled since its last analysis (a
+/// first burst into an empty ledger, a time zone's worth of rows into a small one).
+///
+/// PostgreSQL plans each claim from the ledger's statistics. Without them (a new
+/// ledger, or one that grew tenfold since autovacuum last looked, which it does at
+/// most once a minute) it took the due rows for a handful, and picked a plan that
+/// read and sorted every pending row on every claim (the dispatch benchmark at
+/// 100 k pending rows: 51–98 ms per batch of 1 000, and 32 % of the bare client's
+/// rate against 37 % with statistics). The table's size in pages is read from the
+/// file, so the check is exact and immediate (the row counters of
+/// `pg_stat_user_tables` lag by a second). The sample is small (statistics target
+/// 10, 3 000 rows): the claim's plan needs only proportions. `SKIP_LOCKED` leaves
+/// the ledger alone while autovacuum holds it.
+async fn analyze_ledger_if_grown(pool: &PgPool) -> Result<()> {
+    let grown: bool = sqlx::query_scalar(
+        "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int8 \
+           >= GREATEST(2 * c.relpages::int8, $1) \
+         FROM pg_class c WHERE c.oid = 'sends'::regclass",
+    )
+    .bind(LEDGER_ANALYZE_MIN_PAGES)
+    .fetch_one(pool)
+    .await?;
+    if grown {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL default_statistics_target = 10").execute(&mut *tx).await?;
+        sqlx::query("ANALYZE (SKIP_LOCKED) sends").execute(&mut *tx).await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn claim_due(
