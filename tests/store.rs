@@ -730,9 +730,10 @@ async fn planner_lease_admits_one_replica(db: &TestDb) {
     assert_eq!(same, Some(replanned));
 }
 
-/// PostgreSQL plans each claim from the ledger's statistics: a burst into a new
-/// ledger must leave them current, or every claim reads and sorts every pending
-/// row (a bitmap scan and a sort instead of a walk of `sends_pending`).
+/// PostgreSQL plans each claim from the statistics of the ledger and of the
+/// members: a burst into a new database must leave them current, or every claim
+/// reads and sorts every pending row (a bitmap scan and a sort instead of a walk
+/// of `sends_pending`) or hash-joins both whole tables.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_ledger_statistics_follow_a_burst() {
     let Some(db) = TestDb::postgres().await.expect("postgres") else { return };
@@ -742,12 +743,15 @@ async fn postgres_ledger_statistics_follow_a_burst() {
     assert_eq!(db.store.insert_sends(&sends).await.unwrap(), 20_000);
 
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let rows: f32 =
-        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'sends'::regclass")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert!(rows > 15_000.0, "the ledger was analyzed after the burst (reltuples {rows})");
+    for table in ["members", "sends"] {
+        let rows: f32 =
+            sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = $1::regclass")
+                .bind(table)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(rows > 15_000.0, "{table} was analyzed after the burst (reltuples {rows})");
+    }
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN SELECT id FROM sends WHERE status = 'pending' AND due_at <= $1 \
          ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED",

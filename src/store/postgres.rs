@@ -233,6 +233,9 @@ pub(super) async fn upsert_members(
             Ok((row.try_get(0)?, row.try_get(1)?, kind))
         })
         .collect::<Result<Vec<(String, i64, UpsertKind)>>>()?;
+    if written.iter().any(|(_, _, kind)| *kind == UpsertKind::Inserted) {
+        analyze_if_grown(pool, "members").await?;
+    }
     if written.len() < members.len() {
         // A row another transaction inserted after this statement's snapshot was
         // taken (replicas importing the same file) conflicts, is left unchanged,
@@ -747,41 +750,44 @@ pub(super) async fn insert_sends(pool: &PgPool, sends: &[&NewSend]) -> Result<u6
         tx.commit().await?;
     }
     if inserted > 0 {
-        analyze_ledger_if_grown(pool).await?;
+        analyze_if_grown(pool, "sends").await?;
     }
     Ok(inserted)
 }
 
-/// Ledger size, in pages, below which its statistics are left to autovacuum (2 MiB,
-/// about ten thousand rows).
-const LEDGER_ANALYZE_MIN_PAGES: i64 = 256;
+/// Table size, in pages, below which statistics are left to autovacuum (2 MiB,
+/// about ten thousand ledger rows).
+const ANALYZE_MIN_PAGES: i64 = 256;
 
-/// Analyzes the ledger when it has at least doubled since its last analysis (a
-/// first burst into an empty ledger, a time zone's worth of rows into a small one).
+/// Analyzes `table` (`sends` or `members`, the two the claim joins) when it has at
+/// least doubled since its last analysis: a first burst into an empty ledger, a
+/// time zone's worth of rows into a small one, members added by upserts (the bulk
+/// load analyzes on its own).
 ///
-/// PostgreSQL plans each claim from the ledger's statistics. Without them (a new
-/// ledger, or one that grew tenfold since autovacuum last looked, which it does at
-/// most once a minute) it took the due rows for a handful, and picked a plan that
-/// read and sorted every pending row on every claim (the dispatch benchmark at
-/// 100 k pending rows: 51–98 ms per batch of 1 000, and 32 % of the bare client's
-/// rate against 37 % with statistics). The table's size in pages is read from the
-/// file, so the check is exact and immediate (the row counters of
-/// `pg_stat_user_tables` lag by a second). The sample is small (statistics target
-/// 10, 3 000 rows): the claim's plan needs only proportions. `SKIP_LOCKED` leaves
-/// the ledger alone while autovacuum holds it.
-async fn analyze_ledger_if_grown(pool: &PgPool) -> Result<()> {
+/// PostgreSQL plans each claim from these statistics. Without them (a new
+/// database, or tables that grew tenfold since autovacuum last looked, which it
+/// does at most once a minute) it took the due rows for a handful and the members
+/// for a few thousand, and planned every claim as a sort of all pending rows or a
+/// hash join over both whole tables: 50–125 ms per batch of 1 000 at 50 k rows
+/// against 20 ms, and a quarter of the bare client's rate in the dispatch
+/// benchmark. The size in pages is read from the file, so the check is exact and
+/// immediate (the row counters of `pg_stat_user_tables` lag by a second). The
+/// sample is small (statistics target 10, 3 000 rows): the claim's plan needs only
+/// proportions. `SKIP_LOCKED` leaves the table alone while autovacuum holds it.
+async fn analyze_if_grown(pool: &PgPool, table: &'static str) -> Result<()> {
     let grown: bool = sqlx::query_scalar(
         "SELECT pg_relation_size(c.oid) / current_setting('block_size')::int8 \
-           >= GREATEST(2 * c.relpages::int8, $1) \
-         FROM pg_class c WHERE c.oid = 'sends'::regclass",
+           >= GREATEST(2 * c.relpages::int8, $2) \
+         FROM pg_class c WHERE c.oid = $1::regclass",
     )
-    .bind(LEDGER_ANALYZE_MIN_PAGES)
+    .bind(table)
+    .bind(ANALYZE_MIN_PAGES)
     .fetch_one(pool)
     .await?;
     if grown {
         let mut tx = pool.begin().await?;
         sqlx::query("SET LOCAL default_statistics_target = 10").execute(&mut *tx).await?;
-        sqlx::query("ANALYZE (SKIP_LOCKED) sends").execute(&mut *tx).await?;
+        sqlx::query(&format!("ANALYZE (SKIP_LOCKED) {table}")).execute(&mut *tx).await?;
         tx.commit().await?;
     }
     Ok(())
