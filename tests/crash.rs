@@ -1,8 +1,10 @@
 //! Crash test: the real `almanac run` dispatching 20 000 pushes to a local webhook
 //! sink is killed with SIGKILL mid-run and restarted on the same SQLite ledger. The
 //! sink ends with every push; every duplicate carries the same Idempotency-Key as
-//! its original, and there are at most `concurrency` of them (the pushes that were
-//! in flight, or sent but not yet marked, at the kill).
+//! its original, and there are no more of them than requests in flight at the
+//! kill: pushes the sink had received whose outcome the ledger had not recorded
+//! (read from the ledger between the kill and the restart), themselves at most
+//! `concurrency`.
 
 #[path = "common/almanac_proc.rs"]
 mod almanac_proc;
@@ -19,7 +21,7 @@ const MEMBERS: usize = 20_000;
 const CONCURRENCY: usize = 32;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_run_loses_nothing_and_duplicates_at_most_concurrency() {
+async fn sigkill_mid_run_loses_nothing_and_resends_only_what_was_in_flight() {
     // A slow receiver: `CONCURRENCY` requests are in flight at any moment, so the
     // kill lands with pushes sent but not yet marked.
     let sink = Sink::start(|_| Reply::SlowOk(Duration::from_millis(20))).await;
@@ -45,11 +47,20 @@ async fn sigkill_mid_run_loses_nothing_and_duplicates_at_most_concurrency() {
         assert!(std::time::Instant::now() < deadline, "no progress:\n{}", first.log());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let in_flight_at_kill = sink.in_flight();
+    let answering_at_kill = sink.in_flight();
     first.signal("KILL");
     first.wait_exit(Duration::from_secs(10)).await;
+    // In flight at the kill, as the dispatcher counts them: sent (the sink has
+    // them) and not recorded (the ledger does not say sent). Every one is sent
+    // again after the restart; nothing else is.
+    let recorded = sent_in_ledger(&dir.path().join("almanac.db")).await;
     let at_kill = sink.len();
     assert!(at_kill < MEMBERS, "killed mid-run ({at_kill} of {MEMBERS} already sent)");
+    let in_flight_at_kill = at_kill - recorded;
+    assert!(
+        in_flight_at_kill <= CONCURRENCY,
+        "{in_flight_at_kill} pushes sent and not recorded, more than the {CONCURRENCY} slots"
+    );
 
     let port = free_port();
     write_config(port);
@@ -85,11 +96,24 @@ async fn sigkill_mid_run_loses_nothing_and_duplicates_at_most_concurrency() {
     );
     let duplicates = received.len() - MEMBERS;
     assert!(
-        duplicates <= CONCURRENCY,
-        "{duplicates} duplicates, more than the {CONCURRENCY} pushes that can be in flight"
+        duplicates <= in_flight_at_kill,
+        "{duplicates} duplicates, more than the {in_flight_at_kill} pushes in flight at the kill"
     );
     eprintln!(
-        "crash: killed after {at_kill} requests with {in_flight_at_kill} in flight; \
+        "crash: killed after {at_kill} requests, {recorded} recorded as sent; in flight: \
+         {in_flight_at_kill} (of which {answering_at_kill} still being answered by the sink); \
          {duplicates} duplicate(s) after restart"
     );
+}
+
+/// Rows the ledger at `path` records as sent.
+async fn sent_in_ledger(path: &std::path::Path) -> usize {
+    let url = format!("sqlite:{}", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM sends WHERE status = 'sent'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    usize::try_from(sent).unwrap()
 }
