@@ -102,7 +102,8 @@ fn count(backlog: &[(SendStatus, i64)], status: SendStatus) -> i64 {
 
 /// The planner's page carries awkward values unchanged: full-precision floats,
 /// quotes, backslashes, control characters and non-BMP text in names, tags and
-/// attributes (SQLite builds the page as one JSON document).
+/// attributes, and an opt-out instant to the microsecond (both backends build the
+/// page as one JSON document).
 async fn planning_page_keeps_every_value(db: &TestDb) {
     let store = &db.store;
     let mut awkward = member(2);
@@ -112,6 +113,7 @@ async fn planning_page_keeps_every_value(db: &TestDb) {
     awkward.lang = None;
     awkward.tags = vec!["a\"b".into(), "c\\d".into(), "天气".into()];
     awkward.attrs = BTreeMap::from([("k\"ey".to_string(), "v\nal 🌧".to_string())]);
+    awkward.opted_out_at = Some(t0() + Duration::microseconds(123_457));
     let mut many: Vec<(Member, Resolution)> = (10..40).map(|n| v1(member(n))).collect();
     many.push(v1(awkward.clone()));
     store.upsert_resolved(&many).await.unwrap();
@@ -132,6 +134,7 @@ async fn planning_page_keeps_every_value(db: &TestDb) {
     assert_eq!(found.member.lang, None);
     assert_eq!(found.member.tags, awkward.tags);
     assert_eq!(found.member.attrs, awkward.attrs);
+    assert_eq!(found.member.opted_out_at, awkward.opted_out_at);
     assert_eq!(found.place, Some(harbin()));
 }
 
