@@ -357,7 +357,7 @@ impl Core {
         };
         let planned = match window_to_plan(&mark, &compiled.hash, now, horizon) {
             Some((from, to)) => self
-                .plan_window(&set, &compiled, &lease, from, to)
+                .plan_window(&set, &compiled, &lease, &mark, from, to)
                 .await
                 .map(|n| n.map(|n| (n, to))),
             None => Ok(None),
@@ -367,6 +367,7 @@ impl Core {
                 planned_until: Some(*to),
                 campaigns_hash: Some(compiled.hash.clone()),
                 generation: mark.generation,
+                forgotten: mark.forgotten,
             }),
             _ => None,
         };
@@ -381,6 +382,7 @@ impl Core {
         set: &CampaignSet,
         compiled: &Compiled,
         lease: &PlannerLease,
+        mark: &PlannerMark,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Option<u64>, crate::store::Error> {
@@ -400,7 +402,9 @@ impl Core {
             pages_tx,
         ));
         let (rows_tx, rows) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
-        let writer = tokio::spawn(write_rows(self.store.clone(), rows));
+        // The mark was read before the first page: its forget count tells the
+        // writer whether every page's members still exist.
+        let writer = tokio::spawn(write_rows(self.store.clone(), mark.clone(), rows));
         while let Some((page, history)) = pages.recv().await {
             let sends = {
                 let recipients: Vec<Recipient<'_>> = page
@@ -693,6 +697,7 @@ async fn read_pages(
 /// disjoint member sets); SQLite has one writer, so one at a time.
 async fn write_rows(
     store: Store,
+    mark: PlannerMark,
     mut rows: tokio::sync::mpsc::Receiver<Vec<NewSend>>,
 ) -> Result<u64, crate::store::Error> {
     let parallel = match store.kind() {
@@ -707,8 +712,8 @@ async fn write_rows(
         {
             inserted += joined(done)?;
         }
-        let store = store.clone();
-        running.spawn(async move { store.insert_sends(&sends).await });
+        let (store, mark) = (store.clone(), mark.clone());
+        running.spawn(async move { store.insert_planned(&sends, &mark).await });
     }
     while let Some(done) = running.join_next().await {
         inserted += joined(done)?;
@@ -1129,6 +1134,7 @@ mod tests {
             planned_until: planned_until.map(at),
             campaigns_hash: Some(digest.into()),
             generation: 0,
+            forgotten: None,
         }
     }
 

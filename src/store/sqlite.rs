@@ -837,6 +837,7 @@ pub(super) async fn lead_planner(
             planned_until: opt_instant(row.try_get(0)?, "planner_state")?,
             campaigns_hash: row.try_get(1)?,
             generation: row.try_get(2)?,
+            forgotten: None,
         })
     })
     .transpose()
