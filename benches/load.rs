@@ -2,12 +2,14 @@
 //! against a local HTTP sink, with N synthetic members whose push falls due at once
 //! (`--scenario burst`: due after a lead the planner uses to fill the ledger, as a
 //! campaign planned ahead meets its local 10:00; `--scenario cold`: due before the
-//! daemon starts, so planning and sending share the machine) or at a steady
-//! 5 000 pushes/s (`--scenario steady`).
+//! daemon starts, so planning and sending share the machine), at a steady
+//! 5 000 pushes/s (`--scenario steady`: one campaign whose `spread` gives each
+//! member an instant of its own, N / 5 000 seconds long) or in lumps of 5 000 per
+//! second (`--scenario lumps`: one campaign per second, each at one instant).
 //!
 //! ```text
 //! cargo bench --bench load -- [--members N] [--backend sqlite|postgres]
-//!                             [--replicas 1|2] [--scenario burst|cold|steady]
+//!                             [--replicas 1|2] [--scenario burst|cold|steady|lumps]
 //!                             [--lead-secs S] [--timeout-secs S]
 //! ```
 //!
@@ -65,8 +67,10 @@ enum Scenario {
     Burst,
     /// All due one second before the daemons start.
     Cold,
-    /// [`STEADY_RATE`] due per second, from `lead` after the daemons start.
+    /// [`STEADY_RATE`] due per second, evenly, from `lead` after the daemons start.
     Steady,
+    /// [`STEADY_RATE`] due at each whole second, from `lead` after the daemons start.
+    Lumps,
 }
 
 #[derive(Debug)]
@@ -75,7 +79,7 @@ struct Args {
     backend: Backend,
     replicas: usize,
     scenario: Scenario,
-    /// Burst and steady: from the daemons' start to the first due instant; by
+    /// Burst, steady and lumps: from the daemons' start to the first due instant; by
     /// default 10 s plus 50 s per million members (planning's time and a margin).
     lead: Option<Duration>,
     /// Give up on a phase after this long.
@@ -122,8 +126,11 @@ fn parse_args() -> Result<Args, String> {
                     "burst" => Scenario::Burst,
                     "cold" => Scenario::Cold,
                     "steady" => Scenario::Steady,
+                    "lumps" => Scenario::Lumps,
                     other => {
-                        return Err(format!("--scenario {other}: expected burst, cold or steady"));
+                        return Err(format!(
+                            "--scenario {other}: expected burst, cold, steady or lumps"
+                        ));
                     }
                 };
             }
@@ -142,7 +149,7 @@ fn parse_args() -> Result<Args, String> {
             other => {
                 return Err(format!(
                     "unknown argument {other:?}; usage: --members N --backend sqlite|postgres \
-                     --replicas 1|2 --scenario burst|cold|steady [--lead-secs S] \
+                     --replicas 1|2 --scenario burst|cold|steady|lumps [--lead-secs S] \
                      [--timeout-secs S]"
                 ));
             }
@@ -191,8 +198,8 @@ fn prefixes_by_province(root: &Path) -> BTreeMap<String, Vec<u32>> {
 }
 
 /// Writes `count` members as JSONL; member `i` lives in province `i % provinces`,
-/// and in the steady scenario carries the tag of its one-second slice.
-fn write_members(path: &Path, count: usize, provinces: &BTreeMap<String, Vec<u32>>, steady: bool) {
+/// and in the lumps scenario carries the tag of its one-second slice.
+fn write_members(path: &Path, count: usize, provinces: &BTreeMap<String, Vec<u32>>, lumps: bool) {
     let lists: Vec<&Vec<u32>> = provinces.values().collect();
     let mut out = BufWriter::new(std::fs::File::create(path).expect("member file"));
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
@@ -206,7 +213,7 @@ fn write_members(path: &Path, count: usize, provinces: &BTreeMap<String, Vec<u32
         let list = lists[index % lists.len()];
         let prefix = list[(next() % list.len() as u64) as usize];
         let line = next() % 10_000;
-        let tag = if steady { format!("s{}", index / STEADY_RATE) } else { "all".into() };
+        let tag = if lumps { format!("s{}", index / STEADY_RATE) } else { "all".into() };
         writeln!(
             out,
             r#"{{"external_id":"m{index:08}","openid":"o{index:027}","name":"会员{index}","phone":"+86{prefix}{line:04}","tags":["{tag}"],"attrs":{{"tier":"gold"}}}}"#
@@ -219,8 +226,11 @@ fn write_members(path: &Path, count: usize, provinces: &BTreeMap<String, Vec<u32
 // ---------------------------------------------------------------------------
 // Campaigns and configuration
 
-fn campaign(id: &str, due: DateTime<Utc>, tag: &str) -> String {
+/// A `once` campaign for the members tagged `tag`, due at `due` (Shanghai time),
+/// spread over `spread_secs` seconds when given.
+fn campaign(id: &str, due: DateTime<Utc>, tag: &str, spread_secs: Option<u64>) -> String {
     let local = due.with_timezone(&Shanghai);
+    let spread = spread_secs.map_or(String::new(), |secs| format!("spread = \"{secs}s\"\n"));
     format!(
         r#"id = "{id}"
 name = "Load {id}"
@@ -236,7 +246,7 @@ trigger = "once"
 date = "{date}"
 local_time = "{time}"
 window = "6h"
-
+{spread}
 [[message]]
 lang = "zh-Hans"
 text = "{{{{ name }}}}，天气转凉变干，记得保湿。"
@@ -605,7 +615,7 @@ async fn run(args: Args) -> Result<usize, String> {
     let started = Instant::now();
     let provinces = prefixes_by_province(&root);
     let members_file = dir.path().join("members.jsonl");
-    write_members(&members_file, n, &provinces, args.scenario == Scenario::Steady);
+    write_members(&members_file, n, &provinces, args.scenario == Scenario::Lumps);
     report.info(
         "members file",
         format!(
@@ -665,7 +675,8 @@ async fn measure(
     );
 
     // Campaigns: all due at one instant (burst: after the lead; cold: a second
-    // before the daemons start) or one slice of STEADY_RATE members per second.
+    // before the daemons start), spread evenly at STEADY_RATE per second (steady)
+    // or one slice of STEADY_RATE members at each second (lumps).
     let campaigns = dir.join("campaigns");
     std::fs::create_dir_all(&campaigns).map_err(|error| error.to_string())?;
     let now = Utc::now();
@@ -677,18 +688,31 @@ async fn measure(
                 Scenario::Cold => now - chrono::Duration::seconds(1),
                 _ => now + lead,
             };
-            std::fs::write(campaigns.join("load-burst.toml"), campaign("load-burst", due, "all"))
-                .map_err(|error| error.to_string())?;
+            std::fs::write(
+                campaigns.join("load-burst.toml"),
+                campaign("load-burst", due, "all", None),
+            )
+            .map_err(|error| error.to_string())?;
             due
         }
         Scenario::Steady => {
+            let due = now + lead;
+            let spread = n.div_ceil(STEADY_RATE) as u64;
+            std::fs::write(
+                campaigns.join("load-steady.toml"),
+                campaign("load-steady", due, "all", Some(spread)),
+            )
+            .map_err(|error| error.to_string())?;
+            due
+        }
+        Scenario::Lumps => {
             let start = now + lead;
             for slice in 0..n.div_ceil(STEADY_RATE) {
                 let due = start + chrono::Duration::seconds(slice as i64);
                 let id = format!("load-steady-{slice:04}");
                 std::fs::write(
                     campaigns.join(format!("{id}.toml")),
-                    campaign(&id, due, &format!("s{slice}")),
+                    campaign(&id, due, &format!("s{slice}"), None),
                 )
                 .map_err(|error| error.to_string())?;
             }
@@ -841,7 +865,7 @@ async fn measure(
         Backend::Sqlite => 25_000.0,
         Backend::Postgres => 30_000.0,
     };
-    if args.scenario != Scenario::Steady {
+    if matches!(args.scenario, Scenario::Burst | Scenario::Cold) {
         report.check(
             "drain rate (first → last push)",
             format!("{drain_rate:.0}/s = {:.2} × ceiling", drain_rate / ceiling),
@@ -882,6 +906,12 @@ async fn measure(
             lateness_text,
             delivered == n as u64 && p99 <= 250,
             "p99 ≤ 250 ms",
+        ),
+        Scenario::Lumps => report.info(
+            "fire lateness (receipt − due_at)",
+            format!(
+                "{lateness_text} ({STEADY_RATE} share each instant: p99 ≈ {STEADY_RATE} ÷ drain rate)"
+            ),
         ),
         Scenario::Burst => report.info(
             "fire lateness (receipt − due_at)",

@@ -37,6 +37,7 @@ fn campaign(id: &str, trigger: Trigger, tz: Tz) -> Campaign {
         timing: Timing {
             trigger,
             window: Duration::zero(),
+            spread: None,
             quiet_hours: None,
             unresolved: Unresolved::FallbackZone(tz),
         },
@@ -368,4 +369,70 @@ fn holdout_and_ab_shares_match_the_configuration_and_are_stable() {
     assert!(first.iter().all(|s| s.text.starts_with(if s.variant == 1 { "B " } else { "A " })));
     let second = run();
     assert_eq!(first, second, "assignment must be identical across runs");
+}
+
+/// `spread` gives each member an instant of its own in `[due, due + spread)`:
+/// even over the spread, the same instant on every plan, and never inside quiet
+/// hours (a share that lands in them moves to their end).
+#[test]
+fn spread_spreads_members_evenly_stably_and_outside_quiet_hours() {
+    let geo = Geo::bundled();
+    let tz = chrono_tz::Asia::Shanghai;
+    let at = NaiveDate::from_ymd_opt(2027, 6, 1).unwrap().and_hms_opt(21, 50, 0).unwrap();
+    let mut c = campaign("spread", Trigger::Once { at }, tz);
+    c.timing.window = Duration::hours(12);
+    c.timing.spread = Some(Duration::minutes(20));
+    let members: Vec<Member> = (0..20_000).map(member).collect();
+    let recipients: Vec<Recipient<'_>> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Recipient { member_id: i as i64, member: m, place: None })
+        .collect();
+    let due = tz.from_local_datetime(&at).unwrap().with_timezone(&Utc);
+    let plan = |c: &Campaign| {
+        let engine = Engine::new(std::slice::from_ref(c), geo, EngineConfig::default()).unwrap();
+        engine.plan(&recipients, &History::new(), utc(2027, 5, 31), utc(2027, 6, 3)).sends
+    };
+
+    // Without quiet hours: twenty one-minute buckets, each near a twentieth.
+    let sends = plan(&c);
+    assert_eq!(sends.len(), members.len());
+    let mut buckets = [0usize; 20];
+    for send in &sends {
+        let offset = send.due_at - due;
+        assert!(offset >= Duration::zero() && offset < Duration::minutes(20), "{offset}");
+        buckets[offset.num_minutes() as usize] += 1;
+        assert_eq!(send.local, at, "the local time names the occurrence, not the member's share");
+    }
+    assert!(buckets.iter().all(|n| (800..1200).contains(n)), "uneven: {buckets:?}");
+    let distinct: std::collections::HashSet<_> = sends.iter().map(|s| s.due_at).collect();
+    assert!(distinct.len() > 19_900, "only {} distinct instants", distinct.len());
+    assert_eq!(plan(&c), sends, "each member keeps its instant across plans");
+
+    // Quiet from 22:00: the half of the spread after 21:59:59 moves to 08:00.
+    c.timing.quiet_hours = Some(QuietHours {
+        start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+        end: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+    });
+    let quiet = plan(&c);
+    let morning = tz
+        .from_local_datetime(
+            &NaiveDate::from_ymd_opt(2027, 6, 2).unwrap().and_hms_opt(8, 0, 0).unwrap(),
+        )
+        .unwrap()
+        .with_timezone(&Utc);
+    let moved = quiet.iter().filter(|s| s.due_at == morning).count();
+    for (before, after) in sends.iter().zip(&quiet) {
+        let local = after.due_at.with_timezone(&tz).time();
+        assert!(
+            local < NaiveTime::from_hms_opt(22, 0, 0).unwrap()
+                && local >= NaiveTime::from_hms_opt(8, 0, 0).unwrap()
+        );
+        if before.due_at - due < Duration::minutes(10) {
+            assert_eq!(after.due_at, before.due_at);
+        } else {
+            assert_eq!(after.due_at, morning);
+        }
+    }
+    assert!((9_000..11_000).contains(&moved), "{moved} moved to the morning");
 }

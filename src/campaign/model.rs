@@ -108,6 +108,9 @@ pub struct Timing {
     /// How long after its due instant an occurrence stays open for members who
     /// arrive late (joined, resolved, or the daemon was down).
     pub window: chrono::Duration,
+    /// Each member's push fires at its own instant in `[due, due + spread)`
+    /// (a stable per-member share; at most `window`).
+    pub spread: Option<chrono::Duration>,
     /// Local hours in which nothing is sent; a send inside moves to `end`.
     pub quiet_hours: Option<QuietHours>,
     /// What to do with members whose place could not be resolved.

@@ -156,6 +156,12 @@ pub struct RawTiming {
     /// `45s` or a sum such as `1d12h` (default `7d`).
     #[schemars(with = "Option<String>")]
     pub window: Option<Spanned<String>>,
+    /// Deliver over this long instead of at one instant: each member's push
+    /// fires at its own instant in `[due, due + spread)`, a fixed share of the
+    /// spread taken from a hash of the campaign id and the member's external id
+    /// (same units as `window`, at most `window`; default: none, all at once).
+    #[schemars(with = "Option<String>")]
+    pub spread: Option<Spanned<String>>,
     /// Local hours in which nothing is sent; may wrap midnight.
     #[schemars(with = "Option<RawQuietHours>")]
     pub quiet_hours: Option<Spanned<RawQuietHours>>,

@@ -508,6 +508,36 @@ fn timing(
         },
         None => Some(chrono::Duration::days(7)),
     };
+    let spread = match &raw.spread {
+        Some(spread) => match parse_duration(spread.get_ref()) {
+            Ok(duration) if duration <= chrono::Duration::zero() => {
+                let d = checker.error(spread.span(), "`spread` must be longer than zero");
+                help(d, "e.g. `spread = \"10m\"`, or remove it to send all at once");
+                None
+            }
+            Ok(duration) => match window {
+                Some(window) if duration > window => {
+                    let d = checker.error(
+                        spread.span(),
+                        format!(
+                            "`spread` ({}) is longer than `window` ({})",
+                            spread.get_ref(),
+                            raw.window.as_ref().map_or("7d", |w| w.get_ref().as_str())
+                        ),
+                    );
+                    help(d, "the last members would be sent after the occurrence closed");
+                    None
+                }
+                _ => Some(Some(duration)),
+            },
+            Err(message) => {
+                let d = checker.error(spread.span(), format!("invalid `spread`: {message}"));
+                help(d, "durations are `<number><unit>` parts with units d, h, m, s");
+                None
+            }
+        },
+        None => Some(None),
+    };
 
     let quiet_hours = match &raw.quiet_hours {
         Some(quiet) => {
@@ -546,6 +576,7 @@ fn timing(
     Some(Timing {
         trigger: trigger??,
         window: window?,
+        spread: spread?,
         quiet_hours: quiet_hours?,
         unresolved: unresolved?,
     })

@@ -87,7 +87,7 @@ use minijinja::value::{Enumerator, Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
-use crate::campaign::{Bound, Campaign, ClimateMetric, Crossing, Trigger, Unresolved};
+use crate::campaign::{Bound, Campaign, ClimateMetric, Crossing, QuietHours, Trigger, Unresolved};
 use crate::geo::{City, CityId, CityLookupError, Geo, Place, name_key};
 use crate::members::Member;
 
@@ -228,7 +228,7 @@ pub struct DueSend {
     pub occurrence: Arc<str>,
     /// When to send (may precede the window's start within the campaign's `window`).
     pub due_at: DateTime<Utc>,
-    /// The same instant on the member's wall clock.
+    /// The occurrence's instant on the member's wall clock (before any `spread`).
     pub local: NaiveDateTime,
     /// The member's zone.
     pub tz: Tz,
@@ -343,6 +343,7 @@ struct Compiled {
     fallback: Fallback,
     holdout_seed: hash::Seed,
     variant_seed: hash::Seed,
+    spread_seed: hash::Seed,
     once_key: Arc<str>,
     /// Crossing day per season year, per city (lazily filled).
     crossings: Mutex<HashMap<i32, CrossingTable>>,
@@ -391,6 +392,27 @@ struct Occ {
     local_date: Value,
     local: NaiveDateTime,
     due: DateTime<Utc>,
+}
+
+/// A member's own instant in an occurrence's `spread`: `share` (in `[0, 1)`) of
+/// the way through, in elapsed time; a quiet hour it lands in moves it to their
+/// end, as for the occurrence itself.
+fn spread_out(
+    due: DateTime<Utc>,
+    spread: chrono::Duration,
+    share: f64,
+    tz: Tz,
+    quiet: Option<&QuietHours>,
+) -> DateTime<Utc> {
+    let micros = spread.num_microseconds().unwrap_or(i64::MAX) as f64 * share;
+    let due = due + chrono::Duration::microseconds(micros as i64);
+    let wall = due.with_timezone(&tz).naive_local();
+    match quiet {
+        Some(quiet) if local::is_quiet(quiet, wall.time()) => {
+            local::fire_at(tz, wall, Some(quiet)).0
+        }
+        _ => due,
+    }
 }
 
 /// What one plan call knows about a campaign in one city (computed lazily).
@@ -629,11 +651,19 @@ impl<'g> Engine<'g> {
             let holdout = audience.holdout > 0.0
                 && compiled.holdout_seed.unit(&member.external_id) < audience.holdout;
             counted += 1;
+            let timing = &compiled.campaign.timing;
+            let due_at = match timing.spread {
+                Some(spread) => {
+                    let share = compiled.spread_seed.unit(&member.external_id);
+                    spread_out(occ.due, spread, share, tz, timing.quiet_hours.as_ref())
+                }
+                None => occ.due,
+            };
             batch.sends.push(DueSend {
                 campaign_id: compiled.id.clone(),
                 member_id: recipient.member_id,
                 occurrence: occ.key.clone(),
-                due_at: occ.due,
+                due_at,
                 local: occ.local,
                 tz,
                 city: city_id,
@@ -1051,6 +1081,7 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
         fallback: Fallback::Skip,
         holdout_seed: hash::Seed::new(&campaign.id, "holdout"),
         variant_seed: hash::Seed::new(&campaign.id, "variant"),
+        spread_seed: hash::Seed::new(&campaign.id, "spread"),
         once_key: Arc::from("once"),
         crossings: Mutex::new(HashMap::new()),
     };
