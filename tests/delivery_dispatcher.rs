@@ -383,3 +383,40 @@ async fn rows_claimed_ahead_wait_for_their_instant() {
     assert_eq!(rows.get(&SendStatus::Claimed), None, "released at stop");
     db.cleanup().await.unwrap();
 }
+
+/// Rows that wait longer than their lease in the dispatcher (behind a slow
+/// channel here; a low `rate_per_second` does the same) stay its own: the claimer
+/// renews the leases it holds, so no claim (its own next one, or another
+/// replica's: the same statement) takes them again, and each is sent once. The
+/// clock jumps past the lease while the first push is being answered.
+async fn held_rows_keep_their_lease(db: TestDb) {
+    let store = db.store.clone();
+    let sink = Sink::start(|_| Reply::SlowOk(StdDuration::from_millis(100))).await;
+    seed(&store, 20, "c", t0() - Duration::seconds(1)).await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let (cancel, task, _metrics) =
+        start(&store, webhook(&sink.url, ""), clock.clone(), config("holder", 20, 1));
+    sink.wait_for("the first push", StdDuration::from_secs(20), |sink| sink.len() >= 1).await;
+    // Every lease has expired on the clock; the claimer polls every 20 ms and
+    // would take the 19 rows still waiting (and the one in flight) again.
+    clock.set(t0() + Duration::seconds(31));
+    wait_for_backlog(&store, SendStatus::Sent, 20).await;
+    cancel.cancel();
+    let stats = task.await.unwrap();
+    assert_eq!(stats.claimed, 20, "rows claimed again after their lease: {stats:?}");
+    assert_eq!(stats.sent, 20);
+    assert_eq!(sink.len(), 20);
+    assert!(sink.accepted().values().all(|n| *n == 1), "{:?}", sink.accepted());
+    db.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_held_rows_keep_their_lease() {
+    held_rows_keep_their_lease(TestDb::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_held_rows_keep_their_lease() {
+    let Some(db) = TestDb::postgres().await.unwrap() else { return };
+    held_rows_keep_their_lease(db).await;
+}

@@ -346,6 +346,14 @@ impl Dispatcher {
 
 /// Claims batches and hands them over; sleeps (at most `poll`, or until woken)
 /// when nothing is due. Returns how many rows it claimed.
+///
+/// It also keeps the rows it holds: every third of a lease (on `clock`) it extends
+/// the lease of every row this owner has claimed and not yet recorded, before it
+/// claims again and while it waits to hand a batch over. Rows can wait longer
+/// than a lease behind a campaign's `rate_per_second` or a slow channel; without
+/// the renewal a claim (another replica's, or this one's own next) would take
+/// them again and they would be sent twice. A replica that stops renewing (it
+/// died, or stalled for two thirds of a lease) loses its rows to the others.
 async fn claim_loop(
     store: Store,
     clock: Arc<dyn Clock>,
@@ -357,14 +365,13 @@ async fn claim_loop(
 ) -> u64 {
     let limit = i64::try_from(config.batch).unwrap_or(i64::MAX);
     let mut claimed = 0_u64;
-    while !cancel.is_cancelled() {
-        let claim = store.claim_due_within(
-            &config.owner,
-            clock.now(),
-            config.lookahead,
-            config.lease,
-            limit,
-        );
+    let mut leases = Leases { renewed: clock.now(), store: &store, config: &config };
+    'claiming: while !cancel.is_cancelled() {
+        // One instant for both: rows renewed at `now` are not expired at `now`.
+        let now = clock.now();
+        leases.keep(now).await;
+        let claim =
+            store.claim_due_within(&config.owner, now, config.lookahead, config.lease, limit);
         let rows = match claim.await {
             Ok(rows) => rows,
             Err(error) => {
@@ -384,12 +391,47 @@ async fn claim_loop(
             }
             continue;
         }
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            sent = batches.send(rows) => if sent.is_err() { break },
+        // `reserve` can be abandoned without losing the batch, so the wait for the
+        // sender keeps renewing.
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break 'claiming,
+                permit = batches.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(rows);
+                        break;
+                    }
+                    Err(_) => break 'claiming,
+                },
+                () = tokio::time::sleep(poll) => leases.keep(clock.now()).await,
+            }
         }
     }
     claimed
+}
+
+/// The claimer's lease renewal (see [`claim_loop`]).
+struct Leases<'a> {
+    renewed: chrono::DateTime<chrono::Utc>,
+    store: &'a Store,
+    config: &'a DispatcherConfig,
+}
+
+impl Leases<'_> {
+    /// Renews this owner's leases (to `now` + a lease) when a third of a lease
+    /// has passed since the last renewal; a failure is logged and retried on the
+    /// next call.
+    async fn keep(&mut self, now: chrono::DateTime<chrono::Utc>) {
+        if now - self.renewed < self.config.lease / 3 {
+            return;
+        }
+        match self.store.renew_leases(&self.config.owner, now + self.config.lease).await {
+            Ok(_) => self.renewed = now,
+            Err(error) => {
+                tracing::warn!(%error, owner = self.config.owner, "Renewing leases failed.");
+            }
+        }
+    }
 }
 
 /// Waits until `clock` reaches `at` (re-reading the clock at least every `poll`,

@@ -847,6 +847,13 @@ impl Store {
         dispatch!(self, |pool, backend| backend::record_outcomes(pool, &rows).await)
     }
 
+    /// Extends the lease of every row `owner` holds to `until` (a dispatcher whose
+    /// rows wait longer than a lease, behind a rate limit or a slow channel, keeps
+    /// them: no other claim, its own included, takes them while it lives).
+    pub async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64> {
+        dispatch!(self, |pool, backend| backend::renew_leases(pool, owner, until).await)
+    }
+
     /// Returns every row claimed by `owner` to pending (graceful stop).
     pub async fn release(&self, owner: &str) -> Result<u64> {
         dispatch!(self, |pool, backend| backend::release(pool, owner).await)

@@ -967,6 +967,17 @@ pub(super) async fn record_outcomes(pool: &PgPool, rows: &[OutcomeRow<'_>]) -> R
     Ok(())
 }
 
+pub(super) async fn renew_leases(pool: &PgPool, owner: &str, until: DateTime<Utc>) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE sends SET lease_expires_at = $2 WHERE status = 'claimed' AND lease_owner = $1",
+    )
+    .bind(owner)
+    .bind(until)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 pub(super) async fn release(pool: &PgPool, owner: &str) -> Result<u64> {
     Ok(sqlx::query(
         "UPDATE sends SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL \

@@ -598,6 +598,22 @@ pub(super) async fn record_outcomes(pool: &SqlitePool, rows: &[OutcomeRow<'_>]) 
     Ok(())
 }
 
+pub(super) async fn renew_leases(
+    pool: &SqlitePool,
+    owner: &str,
+    until: DateTime<Utc>,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE sends INDEXED BY sends_claimed SET lease_expires_at = ?2 \
+         WHERE status = 'claimed' AND lease_owner = ?1",
+    )
+    .bind(owner)
+    .bind(micros(until))
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 pub(super) async fn release(pool: &SqlitePool, owner: &str) -> Result<u64> {
     Ok(sqlx::query(
         "UPDATE sends SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL \
