@@ -1,4 +1,4 @@
-//! A fixed, release-independent hash for holdout and A/B assignment: FNV-1a over
+//! A fixed, release-independent hash for holdout, A/B and spread shares: FNV-1a over
 //! the bytes of the campaign id, a purpose salt and the member's external id,
 //! finished with the SplitMix64 mixer. The same inputs give the same bucket on
 //! every run, replica and Rust release (`DefaultHasher` promises none of that).

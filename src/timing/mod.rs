@@ -29,7 +29,10 @@
 //! first valid minute after it (02:30 → 03:00); several nominal times that land on
 //! the same instant fire once. A local time that happens **twice** (clocks fall
 //! back) fires once, at the earlier instant. Quiet hours move a send to their end
-//! (local), never drop it.
+//! (local), never drop it. A campaign's `spread` then adds each member's own share
+//! of it to the instant (elapsed time; the share comes from `hash`, so it is the
+//! same on every plan), moving it out of quiet hours again if it lands in them;
+//! the occurrence key and [`DueSend::local`] stay the occurrence's.
 //!
 //! An occurrence is due in `[from, to)` when its instant (after quiet hours) lies
 //! in `[from - window, to)`: the campaign's `window` keeps it open for members who
