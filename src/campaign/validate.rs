@@ -469,6 +469,29 @@ fn time_of_day(checker: &mut Checker<'_>, value: &Spanned<String>, key: &str) ->
     parsed
 }
 
+/// A duration key (`window`, `spread`) that must be longer than zero; `None`
+/// after reporting why not (`example` is the help for a zero or negative one).
+fn positive_duration(
+    checker: &mut Checker<'_>,
+    value: &Spanned<String>,
+    key: &str,
+    example: &str,
+) -> Option<chrono::Duration> {
+    match parse_duration(value.get_ref()) {
+        Ok(duration) if duration > chrono::Duration::zero() => Some(duration),
+        Ok(_) => {
+            let d = checker.error(value.span(), format!("`{key}` must be longer than zero"));
+            help(d, example);
+            None
+        }
+        Err(message) => {
+            let d = checker.error(value.span(), format!("invalid `{key}`: {message}"));
+            help(d, "durations are `<number><unit>` parts with units d, h, m, s");
+            None
+        }
+    }
+}
+
 fn trigger_name(trigger: RawTrigger) -> &'static str {
     match trigger {
         RawTrigger::Once => "once",
@@ -493,30 +516,14 @@ fn timing(
         )
         .map(|t| trigger(checker, raw, t));
     let window = match &raw.window {
-        Some(window) => match parse_duration(window.get_ref()) {
-            Ok(duration) if duration > chrono::Duration::zero() => Some(duration),
-            Ok(_) => {
-                let d = checker.error(window.span(), "`window` must be longer than zero");
-                help(d, "e.g. `window = \"7d\"`");
-                None
-            }
-            Err(message) => {
-                let d = checker.error(window.span(), format!("invalid `window`: {message}"));
-                help(d, "durations are `<number><unit>` parts with units d, h, m, s");
-                None
-            }
-        },
+        Some(window) => positive_duration(checker, window, "window", "e.g. `window = \"7d\"`"),
         None => Some(chrono::Duration::days(7)),
     };
     let spread = match &raw.spread {
-        Some(spread) => match parse_duration(spread.get_ref()) {
-            Ok(duration) if duration <= chrono::Duration::zero() => {
-                let d = checker.error(spread.span(), "`spread` must be longer than zero");
-                help(d, "e.g. `spread = \"10m\"`, or remove it to send all at once");
-                None
-            }
-            Ok(duration) => match window {
-                Some(window) if duration > window => {
+        Some(spread) => {
+            let example = "e.g. `spread = \"10m\"`, or remove it to send all at once";
+            match (positive_duration(checker, spread, "spread", example), window) {
+                (Some(duration), Some(window)) if duration > window => {
                     let d = checker.error(
                         spread.span(),
                         format!(
@@ -528,14 +535,10 @@ fn timing(
                     help(d, "the last members would be sent after the occurrence closed");
                     None
                 }
-                _ => Some(Some(duration)),
-            },
-            Err(message) => {
-                let d = checker.error(spread.span(), format!("invalid `spread`: {message}"));
-                help(d, "durations are `<number><unit>` parts with units d, h, m, s");
-                None
+                (Some(duration), _) => Some(Some(duration)),
+                (None, _) => None,
             }
-        },
+        }
         None => Some(None),
     };
 
