@@ -29,6 +29,7 @@ both_backends!(
     concurrent_claimers_never_share_rows,
     planner_lease_admits_one_replica,
     planned_inserts_skip_present_keys,
+    ledger_rows_keep_their_columns,
     planning_page_keeps_every_value,
     history_is_only_the_asked_members,
 );
@@ -763,6 +764,126 @@ async fn planned_inserts_skip_present_keys(db: &TestDb) {
     assert_eq!(store.backlog().await.unwrap(), vec![(SendStatus::Pending, 12_001)]);
     let texts = store.dump_all_text().await.unwrap();
     assert!(!texts.iter().any(|(_, row)| row.contains("changed")), "a present row was rewritten");
+}
+
+/// A batch mixing campaigns, occurrences, channels, languages, variants and
+/// statuses keeps each row's own values, across statement boundaries (SQLite
+/// binds each distinct tuple of those columns once per statement and joins the
+/// rows to it by index).
+async fn ledger_rows_keep_their_columns(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 40).await;
+    let mut rows = Vec::new();
+    for (i, &member_id) in ids.iter().enumerate() {
+        for j in 0..15 {
+            let k = i * 15 + j;
+            rows.push(NewSend {
+                campaign_id: format!("c{}", k % 3),
+                occurrence: format!("2028-03-{:02}", 1 + j),
+                member_id,
+                due_at: t0() + Duration::minutes(k as i64),
+                channel: ["wechat-main", "webhook"][k % 2].into(),
+                lang: ["cmn-Hans", "yue-Hant", "wuu-Hans", "en"][k % 4].into(),
+                variant: ["A", "B", "C"][(k / 5) % 3].into(),
+                text: format!("row {k}"),
+                status: if k % 7 == 0 { SendStatus::Holdout } else { SendStatus::Pending },
+            });
+        }
+    }
+    assert_eq!(store.insert_sends(&rows).await.unwrap(), 600);
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Holdout), 86);
+    assert_eq!(count(&backlog, SendStatus::Pending), 514);
+    let history = store.send_history(&ids, t0() - Duration::days(1)).await.unwrap();
+    assert_eq!(history.len(), 600);
+    for entry in &history {
+        let k = (entry.due_at - t0()).num_minutes() as usize;
+        let row = &rows[k];
+        assert_eq!(
+            (entry.member_id, entry.campaign_id.as_str(), entry.occurrence.as_str()),
+            (row.member_id, row.campaign_id.as_str(), row.occurrence.as_str()),
+            "row {k}"
+        );
+        assert_eq!(entry.holdout, row.status == SendStatus::Holdout, "row {k}");
+    }
+    let mut pending = 0;
+    for &member_id in &ids {
+        for sent in store.upcoming_sends(member_id, 100).await.unwrap() {
+            let k = (sent.due_at - t0()).num_minutes() as usize;
+            let row = &rows[k];
+            assert_eq!(
+                (sent.campaign_id.as_str(), sent.channel.as_str(), sent.lang.as_str()),
+                (row.campaign_id.as_str(), row.channel.as_str(), row.lang.as_str()),
+                "row {k}"
+            );
+            assert_eq!((sent.variant.as_str(), sent.status), (row.variant.as_str(), row.status));
+            pending += 1;
+        }
+    }
+    assert_eq!(pending, 514);
+}
+
+/// SQLite's migration 0004 rebuilds the ledger (its key leads with the member,
+/// no foreign key to `members`, no `sends_member`): every row keeps every value,
+/// and the key still keeps the ledger unique.
+#[tokio::test]
+async fn sqlite_ledger_rebuild_keeps_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("migrations");
+    std::fs::create_dir(&before).unwrap();
+    for entry in std::fs::read_dir("migrations/sqlite").unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0004" {
+            std::fs::copy(&path, before.join(name)).unwrap();
+        }
+    }
+    let url = format!("sqlite:{}?mode=rwc", dir.path().join("old.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path()).await.unwrap().run(&pool).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO members (id, external_id) VALUES (1, 'crm-1'), (2, 'crm-2');
+         INSERT INTO sends (campaign_id, occurrence, member_id, due_at, channel, lang, variant,
+                            text, status, attempts, next_attempt_at, provider_message_id, sent_at)
+         VALUES ('autumn', '2027-09-14', 1, 10, 'wechat', 'cmn-Hans', 'A', 'hi', 'sent', 1, 10,
+                 'msg-1', 12),
+                ('autumn', '2027-09-14', 2, 20, 'wechat', 'yue-Hant', 'B', 'nei hou', 'pending',
+                 0, 20, NULL, NULL),
+                ('autumn', '2027-09-14', NULL, 30, 'wechat', 'cmn-Hans', 'A', NULL, 'skipped',
+                 0, 30, NULL, NULL);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::connect_unmigrated(&url).await.unwrap();
+    let ledger = |dump: Vec<(String, String)>| -> Vec<String> {
+        dump.into_iter().filter(|(table, _)| table == "sends").map(|(_, row)| row).collect()
+    };
+    let old = ledger(store.dump_all_text().await.unwrap());
+    assert_eq!(old.len(), 3);
+    store.migrate().await.unwrap();
+    assert_eq!(ledger(store.dump_all_text().await.unwrap()), old);
+    let again = send("autumn", "2027-09-14", 2, t0());
+    assert_eq!(store.insert_sends(&[again]).await.unwrap(), 0, "the key is still unique");
+    assert_eq!(store.insert_sends(&[send("spring", "2028-03-01", 2, t0())]).await.unwrap(), 1);
+    store.close().await;
+
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sends' ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(indexes, ["sends_claimed", "sends_key", "sends_pending"]);
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_foreign_key_list('sends')")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
+    pool.close().await;
 }
 
 /// On PostgreSQL the planner's insert trusts its mark: while no member has been

@@ -460,32 +460,68 @@ pub(super) async fn member_counts(pool: &SqlitePool) -> Result<MemberCounts> {
     Ok(MemberCounts { total: row.try_get(0)?, unresolved: row.try_get(1)? })
 }
 
-/// Columns bound per ledger row on insert.
-const SEND_COLUMNS: usize = 9;
+/// The ledger columns a batch's rows mostly share (campaign, occurrence,
+/// channel, language, variant, status): a statement binds each distinct tuple
+/// once and each row binds only its own columns and the tuple's index.
+type SharedColumns<'a> = [&'a str; 6];
 
+/// Columns bound per distinct [`SharedColumns`] tuple (its index and the six).
+const SHARED_COLUMNS: usize = 7;
+
+/// Columns bound per ledger row (tuple index, member, due time, text).
+const OWN_COLUMNS: usize = 4;
+
+/// Inserts ledger rows, skipping keys already present and rows whose member is
+/// gone. Each statement is `WITH shared AS (VALUES …) INSERT … SELECT … FROM
+/// (VALUES …) AS v CROSS JOIN shared`: binding the shared columns once per
+/// distinct tuple instead of once per row cut the insert of 1 M rows of one
+/// campaign from 3.6 s to 3.1–3.5 s (measured, five thousand per batch). `CROSS
+/// JOIN` keeps the rows' `VALUES` a co-routine (a plain join materialized it).
 pub(super) async fn insert_sends(pool: &SqlitePool, sends: &[&NewSend]) -> Result<u64> {
     let mut inserted = 0;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for chunk in sends.chunks(rows_per_statement(SEND_COLUMNS)) {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO sends (campaign_id, occurrence, member_id, due_at, next_attempt_at, \
-             channel, lang, variant, text, status) \
-             SELECT v.column1, v.column2, v.column3, v.column4, v.column4, v.column5, v.column6, \
-             v.column7, v.column8, v.column9 FROM (",
-        );
-        query.push_values(chunk, |mut row, send| {
-            row.push_bind(send.campaign_id.as_str())
-                .push_bind(send.occurrence.as_str())
-                .push_bind(send.member_id)
-                .push_bind(micros(send.due_at))
-                .push_bind(send.channel.as_str())
-                .push_bind(send.lang.as_str())
-                .push_bind(send.variant.as_str())
-                .push_bind(send.text.as_str())
-                .push_bind(send.status.as_str());
+    for chunk in sends.chunks(rows_per_statement(SHARED_COLUMNS + OWN_COLUMNS)) {
+        let mut shared: Vec<SharedColumns<'_>> = Vec::new();
+        let tuple_of: Vec<i64> = chunk
+            .iter()
+            .map(|send| {
+                let tuple = [
+                    send.campaign_id.as_str(),
+                    send.occurrence.as_str(),
+                    send.channel.as_str(),
+                    send.lang.as_str(),
+                    send.variant.as_str(),
+                    send.status.as_str(),
+                ];
+                let index = shared.iter().position(|known| *known == tuple).unwrap_or_else(|| {
+                    shared.push(tuple);
+                    shared.len() - 1
+                });
+                index as i64
+            })
+            .collect();
+        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new("WITH shared AS (");
+        query.push_values(shared.iter().zip(0_i64..), |mut row, (tuple, index)| {
+            row.push_bind(index);
+            for column in tuple {
+                row.push_bind(*column);
+            }
         });
         query.push(
-            ") AS v WHERE EXISTS (SELECT 1 FROM members m WHERE m.id = v.column3) \
+            ") INSERT INTO sends (campaign_id, occurrence, member_id, due_at, next_attempt_at, \
+             channel, lang, variant, text, status) \
+             SELECT s.column2, s.column3, v.column2, v.column3, v.column3, s.column4, s.column5, \
+             s.column6, v.column4, s.column7 FROM (",
+        );
+        query.push_values(chunk.iter().zip(&tuple_of), |mut row, (send, tuple)| {
+            row.push_bind(*tuple)
+                .push_bind(send.member_id)
+                .push_bind(micros(send.due_at))
+                .push_bind(send.text.as_str());
+        });
+        query.push(
+            ") AS v CROSS JOIN shared s ON s.column1 = v.column1 \
+             WHERE EXISTS (SELECT 1 FROM members m WHERE m.id = v.column2) \
              ON CONFLICT DO NOTHING",
         );
         inserted += query.build().execute(&mut *tx).await?.rows_affected();
@@ -650,10 +686,11 @@ pub(super) async fn send_history(
     // `INDEXED BY`: without statistics SQLite picked an index on `status` (dropped
     // since) for the status list and visited every live ledger row per statement
     // (the planner calls this for every page of members, so planning went
-    // quadratic in the ledger's size).
+    // quadratic in the ledger's size). The ledger key leads with the member
+    // (migration 0004), so its index is the member's history.
     // Ends in `due_at >= `: each caller binds `since` next.
     const SELECT_HISTORY: &str = "SELECT campaign_id, member_id, due_at, occurrence, status \
-        FROM sends INDEXED BY sends_member \
+        FROM sends INDEXED BY sends_key \
         WHERE status IN ('sent', 'pending', 'claimed', 'holdout') AND due_at >= ";
     let entry = |row: &SqliteRow| -> Result<HistoryEntry> {
         Ok(HistoryEntry {
