@@ -27,8 +27,13 @@ fn env_or(name: &str, default: i64) -> i64 {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
 
+/// Each row's text is `TEXT_HEAD`, the member id, `TEXT_TAIL`: built the same way
+/// in Rust ([`text`]) and inside SQLite (the reference), so both insert the same rows.
+const TEXT_HEAD: &str = "亲爱的会员 ";
+const TEXT_TAIL: &str = "，天气转凉，您的保湿霜已经准备好了。回复 TD 退订。";
+
 fn text(member_id: i64) -> String {
-    format!("亲爱的会员 {member_id}，天气转凉，您的保湿霜已经准备好了。回复 TD 退订。")
+    format!("{TEXT_HEAD}{member_id}{TEXT_TAIL}")
 }
 
 /// A fresh SQLite file holding `rows` members with ids 1..=rows.
@@ -88,7 +93,7 @@ async fn reference(rows: i64, due: DateTime<Utc>) -> Duration {
                  SELECT '{CAMPAIGN}', '{OCCURRENCE}', m.id, {micros}, {micros}, 'webhook', \
                    CASE WHEN m.id % 5 = 0 THEN 'yue-Hant' ELSE 'cmn-Hans' END, \
                    CASE WHEN m.id % 2 = 0 THEN 'A' ELSE 'B' END, \
-                   '亲爱的会员 ' || m.id || '，天气转凉，您的保湿霜已经准备好了。回复 TD 退订。', \
+                   '{TEXT_HEAD}' || m.id || '{TEXT_TAIL}', \
                    'pending' \
                  FROM members m WHERE m.id BETWEEN {low} AND {high} ON CONFLICT DO NOTHING; \
                  COMMIT;"
