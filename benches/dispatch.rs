@@ -20,6 +20,7 @@ use std::time::{Duration as StdDuration, Instant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use almanac::clock::{Clock, SystemClock};
+use almanac::delivery::dispatcher::DispatcherSettings;
 use almanac::delivery::webhook::Body;
 use almanac::delivery::{ChannelConfig, Channels, Dispatcher, DispatcherConfig};
 use almanac::members::Member;
@@ -160,6 +161,7 @@ async fn dispatch(db: TestDb, count: usize) -> f64 {
         owner: "bench".into(),
         batch: BATCH,
         concurrency: CONCURRENCY,
+        max_unrecorded: DispatcherSettings::default().max_unrecorded,
         lease: chrono::Duration::seconds(60),
         lookahead: chrono::Duration::zero(),
     };

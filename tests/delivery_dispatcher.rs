@@ -2,7 +2,8 @@
 //! real HTTP sink: every due row is sent once and marked, future rows wait, retries
 //! come back when due, a graceful stop releases what was not started, several
 //! dispatchers on one PostgreSQL database share the work without sending anything
-//! twice, and a WeChat refusal opts the member out for good.
+//! twice, a WeChat refusal opts the member out for good, and outcomes waiting for
+//! their commit hold the unrecorded bound, not the request slots.
 
 #[path = "common/sink.rs"]
 mod sink;
@@ -102,6 +103,7 @@ fn config(owner: &str, batch: usize, concurrency: usize) -> DispatcherConfig {
         owner: owner.into(),
         batch,
         concurrency,
+        max_unrecorded: concurrency,
         lease: Duration::seconds(30),
         lookahead: Duration::zero(),
     }
@@ -381,6 +383,55 @@ async fn rows_claimed_ahead_wait_for_their_instant() {
     let rows = backlog(&store).await;
     assert_eq!(rows.get(&SendStatus::Pending), Some(&1));
     assert_eq!(rows.get(&SendStatus::Claimed), None, "released at stop");
+    db.cleanup().await.unwrap();
+}
+
+/// An outcome waiting for its commit frees its request slot but keeps its place
+/// among the unrecorded: with the ledger write-locked, a dispatcher with 2 slots
+/// and room for 10 unrecorded sends exactly 10 pushes (not 2: slots come back
+/// when a request ends; not 40: a crash must resend at most 10), then the rest
+/// once the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_awaiting_commit_hold_the_unrecorded_bound_not_the_slots() {
+    use sqlx::Connection;
+    let db = TestDb::sqlite().await.unwrap();
+    let store = db.store.clone();
+    let sink = Sink::accepting().await;
+    let due = t0() + Duration::milliseconds(500);
+    seed(&store, 40, "c", due).await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let config = DispatcherConfig {
+        lookahead: Duration::seconds(1),
+        max_unrecorded: 10,
+        ..config("bound", 40, 2)
+    };
+    let (cancel, task, _metrics) = start(&store, webhook(&sink.url, ""), clock.clone(), config);
+    // Claimed ahead and held until their instant; then the ledger is locked.
+    wait_for_backlog(&store, SendStatus::Claimed, 40).await;
+    let mut lock = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut lock).await.unwrap();
+
+    clock.set(due);
+    sink.wait_for("10 pushes", StdDuration::from_secs(30), |sink| sink.len() >= 10).await;
+    // The sink answers at once, so an unbounded dispatcher sends all 40 within
+    // milliseconds of the tenth; 300 ms is the window in which it would show.
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(sink.len(), 10, "sent while 10 outcomes could not commit");
+    assert_eq!(sink.in_flight(), 0, "every request ended; only their outcomes wait");
+    let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM sends WHERE status = 'sent'")
+        .fetch_one(&mut lock)
+        .await
+        .unwrap();
+    assert_eq!(sent, 0, "nothing committed under the lock");
+
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.close().await.unwrap();
+    wait_for_backlog(&store, SendStatus::Sent, 40).await;
+    cancel.cancel();
+    let stats = task.await.unwrap();
+    assert_eq!(sink.len(), 40);
+    assert!(sink.accepted().values().all(|n| *n == 1), "each sent once");
+    assert_eq!(stats.sent, 40);
     db.cleanup().await.unwrap();
 }
 

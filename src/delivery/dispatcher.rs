@@ -5,10 +5,13 @@
 //! group commit of whatever finished while the previous batch was being written).
 //!
 //! Nothing is sent that is not in the ledger first: the dispatcher only sends rows it
-//! claimed. A dispatcher slot (one of `concurrency`) is held from the send until its
-//! outcome is committed, so a crash leaves at most `concurrency` pushes sent but not
+//! claimed. Two bounds govern a push on its way out: a slot (one of `concurrency`) is
+//! held while its request is in flight, and a place among the unrecorded (one of
+//! `max_unrecorded`, at least `concurrency`) from the send until its outcome is
+//! committed. A crash therefore leaves at most `max_unrecorded` pushes sent but not
 //! marked; after the lease expires they are claimed again and resent with the same
-//! idempotency key.
+//! idempotency key. Keeping the two apart lets outcomes commit in large batches
+//! without holding the receiver's request slots while they wait.
 //!
 //! Stopping safely: when the cancellation token fires the dispatcher stops claiming,
 //! lets in-flight pushes finish and their outcomes be written (up to the drain
@@ -42,6 +45,9 @@ pub struct DispatcherConfig {
     pub batch: usize,
     /// Pushes in flight at most (across channels).
     pub concurrency: usize,
+    /// Pushes sent or being sent whose outcome is not yet committed, at most: what
+    /// a crash can resend (raised to `concurrency` when below it).
+    pub max_unrecorded: usize,
     /// How long a claim holds a row; a replica that dies loses its rows after this.
     pub lease: chrono::Duration,
     /// Rows falling due this far ahead are claimed early and fired at their
@@ -59,6 +65,10 @@ pub struct DispatcherSettings {
     /// Pushes in flight at most.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Pushes sent whose outcome is not yet committed, at most (raised to
+    /// `concurrency` when below it): the most a crash can resend.
+    #[serde(default = "default_max_unrecorded")]
+    pub max_unrecorded: usize,
     /// Lease in seconds; keep it above the time a batch takes through the slowest
     /// rate limit (`2 × batch / rate_per_second`).
     #[serde(default = "default_lease_secs")]
@@ -80,6 +90,9 @@ fn default_batch() -> usize {
 fn default_concurrency() -> usize {
     64
 }
+fn default_max_unrecorded() -> usize {
+    1024
+}
 fn default_lease_secs() -> u64 {
     60
 }
@@ -95,6 +108,7 @@ impl Default for DispatcherSettings {
         Self {
             batch: default_batch(),
             concurrency: default_concurrency(),
+            max_unrecorded: default_max_unrecorded(),
             lease_secs: default_lease_secs(),
             poll_ms: default_poll_ms(),
             lookahead_ms: default_lookahead_ms(),
@@ -112,6 +126,7 @@ impl DispatcherSettings {
             owner: owner.into(),
             batch: self.batch.max(1),
             concurrency: self.concurrency.max(1),
+            max_unrecorded: self.max_unrecorded,
             lease: chrono::Duration::seconds(lease_secs as i64),
             lookahead: chrono::Duration::milliseconds(lookahead_ms as i64),
         }
@@ -191,13 +206,14 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
-/// One finished attempt on its way to the ledger, with the slot it holds.
+/// One finished attempt on its way to the ledger, holding its place among the
+/// unrecorded until its outcome commits.
 struct Finished {
     member_id: i64,
     campaign_id: String,
     channel: String,
     attempt: Attempt,
-    _slot: OwnedSemaphorePermit,
+    _unrecorded: OwnedSemaphorePermit,
 }
 
 impl Dispatcher {
@@ -211,9 +227,11 @@ impl Dispatcher {
         config: DispatcherConfig,
     ) -> Self {
         channels.share_tokens(&store);
+        let concurrency = config.concurrency.max(1);
         let config = DispatcherConfig {
             batch: config.batch.max(1),
-            concurrency: config.concurrency.max(1),
+            concurrency,
+            max_unrecorded: config.max_unrecorded.max(concurrency),
             ..config
         };
         Self {
@@ -252,9 +270,11 @@ impl Dispatcher {
             owner,
             batch = self.config.batch,
             concurrency = self.config.concurrency,
+            max_unrecorded = self.config.max_unrecorded,
             "Dispatcher started."
         );
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let unrecorded = Arc::new(Semaphore::new(self.config.max_unrecorded));
         let (batches_tx, mut batches) = mpsc::channel::<Vec<ClaimedSend>>(1);
         let (finished_tx, finished) = mpsc::unbounded_channel::<Finished>();
         let give_up = CancellationToken::new();
@@ -292,6 +312,11 @@ impl Dispatcher {
                 if !hold_until(&*self.clock, row.not_before, self.poll, &cancel).await {
                     break 'dispatch;
                 }
+                let place = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break 'dispatch,
+                    place = unrecorded.clone().acquire_owned() => place.expect("never closed"),
+                };
                 let slot = tokio::select! {
                     biased;
                     () = cancel.cancelled() => break 'dispatch,
@@ -301,13 +326,14 @@ impl Dispatcher {
                 let finished_tx = finished_tx.clone();
                 in_flight.spawn(async move {
                     let attempt = channels.attempt(&row).await;
+                    drop(slot);
                     // The recorder outlives every sender; a send error means it gave up.
                     let _ = finished_tx.send(Finished {
                         member_id: row.member_id,
                         campaign_id: row.campaign_id,
                         channel: row.channel,
                         attempt,
-                        _slot: slot,
+                        _unrecorded: place,
                     });
                 });
                 while in_flight.try_join_next().is_some() {}
@@ -317,9 +343,10 @@ impl Dispatcher {
         drop(finished_tx);
         let claimed = claimer.await.unwrap_or_default();
 
-        // Drain: every slot comes back once its outcome is committed.
-        let permits = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
-        let drained = tokio::time::timeout(self.drain_timeout, slots.acquire_many(permits)).await;
+        // Drain: every place comes back once its outcome is committed.
+        let permits = u32::try_from(self.config.max_unrecorded).unwrap_or(u32::MAX);
+        let drained =
+            tokio::time::timeout(self.drain_timeout, unrecorded.acquire_many(permits)).await;
         if drained.is_err() {
             tracing::warn!(
                 owner,
@@ -458,14 +485,15 @@ async fn hold_until(
     }
 }
 
-/// Commits running at once: while one batch is being written the next one is
-/// collected and may start, which hides the database round trip.
-const FLUSHES_IN_FLIGHT: usize = 2;
-
-/// Writes outcomes in batches: whatever finished while the previous batch was being
-/// written goes into the next one (up to [`FLUSHES_IN_FLIGHT`] commits overlap; the
-/// rows are distinct, so their order does not matter). Slots are freed only after
-/// the commit.
+/// Writes outcomes by group commit: one commit at a time, each taking whatever
+/// finished while the previous one was being written (up to `max_batch`; the rows
+/// are distinct, so their order does not matter). A push leaves the unrecorded only
+/// after its commit.
+///
+/// One commit at a time, not two overlapping: with a request slot no longer held
+/// through the commit, waiting costs no throughput, and fewer, larger commits cost
+/// the database less per row (a 1 M burst on two PostgreSQL replicas drained at
+/// 35-39 k/s against 31-37 k/s with two overlapping).
 async fn record_loop(
     store: Store,
     clock: Arc<dyn Clock>,
@@ -474,40 +502,26 @@ async fn record_loop(
     mut finished: mpsc::UnboundedReceiver<Finished>,
     give_up: CancellationToken,
 ) -> DispatchStats {
-    let stats = Arc::new(std::sync::Mutex::new(DispatchStats::default()));
-    let flushes = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
-    while let Some(first) = finished.recv().await {
-        let flush = flushes.clone().acquire_owned().await.expect("flushes are never closed");
-        let mut buffer: Vec<Finished> = Vec::with_capacity(max_batch);
-        buffer.push(first);
-        while buffer.len() < max_batch {
-            match finished.try_recv() {
-                Ok(next) => buffer.push(next),
-                Err(_) => break,
-            }
-        }
-        let (store, clock, metrics) = (store.clone(), clock.clone(), metrics.clone());
-        let (give_up, stats) = (give_up.clone(), stats.clone());
-        tokio::spawn(async move {
-            flush_batch(&store, &clock, &metrics, buffer, &give_up, &stats).await;
-            drop(flush);
-        });
+    let mut stats = DispatchStats::default();
+    let mut buffer: Vec<Finished> = Vec::with_capacity(max_batch);
+    while finished.recv_many(&mut buffer, max_batch).await > 0 {
+        flush_batch(&store, &clock, &metrics, &buffer, &give_up, &mut stats).await;
+        // Frees the batch's places among the unrecorded.
+        buffer.clear();
     }
-    let all = u32::try_from(FLUSHES_IN_FLIGHT).unwrap_or(u32::MAX);
-    let _ = flushes.acquire_many(all).await;
-    stats.lock().expect("stats lock").clone()
+    stats
 }
 
-/// Commits one batch, then counts it (stats and `pushes`); dropping the batch frees
-/// its dispatcher slots. An abandoned batch (store down past the drain) stays
-/// claimed and is released, or re-claimed after the lease: never lost.
+/// Commits one batch, then counts it (stats and `pushes`). An abandoned batch
+/// (store down past the drain) stays claimed and is released, or re-claimed after
+/// the lease: never lost.
 async fn flush_batch(
     store: &Store,
     clock: &Arc<dyn Clock>,
     metrics: &Metrics,
-    buffer: Vec<Finished>,
+    buffer: &[Finished],
     give_up: &CancellationToken,
-    stats: &std::sync::Mutex<DispatchStats>,
+    stats: &mut DispatchStats,
 ) {
     let opt_outs: Vec<i64> =
         buffer.iter().filter(|done| done.attempt.opt_out).map(|done| done.member_id).collect();
@@ -515,8 +529,7 @@ async fn flush_batch(
     if write(store, clock, &opt_outs, &outcomes, give_up).await.is_err() {
         return;
     }
-    let mut stats = stats.lock().expect("stats lock");
-    for done in &buffer {
+    for done in buffer {
         let label = match done.attempt.outcome {
             Outcome::Sent { .. } => {
                 stats.sent += 1;
