@@ -26,7 +26,7 @@ pub enum Channel {
     /// JSON lines on stdout.
     Log(LogChannel),
     /// Signed HTTP POST.
-    Webhook(WebhookChannel),
+    Webhook(Box<WebhookChannel>),
     /// WeChat Official Account.
     Wechat(Box<WechatChannel>),
 }
@@ -129,7 +129,7 @@ impl Channels {
                         concurrency: hook.concurrency,
                         retry: retry(hook.max_attempts, hook.backoff_ms, hook.max_backoff_ms),
                     };
-                    (Channel::Webhook(channel), limits)
+                    (Channel::Webhook(Box::new(channel)), limits)
                 }
                 ChannelConfig::Wechat(wechat) => {
                     let secret = resolve_secret(
