@@ -1,13 +1,16 @@
 //! Dispatch throughput end to end (ledger claim → HTTP POST → ledger update) on
 //! SQLite and on PostgreSQL, against a local HTTP sink, next to the ceiling: a bare
-//! reqwest client posting the same number of requests to the same sink with the same
-//! concurrency, in the same run. `ALMANAC_BENCH_N` sets the pushes per run
+//! hyper client (`common/ceiling.rs`) posting the same number of requests to the same
+//! sink with the same concurrency, in the same run. `ALMANAC_BENCH_N` sets the pushes per run
 //! (default 20 000); `ALMANAC_BENCH_ONLY=sqlite|postgres` runs one backend (the
 //! ceiling is always measured). PostgreSQL is skipped, loudly, when no server answers.
 //!
 //! The sink is lean on purpose (an axum handler that counts requests with an
 //! `Idempotency-Key` header): the recording sink of the tests spends more CPU per
 //! request than the client, and on two cores that would cap both figures.
+
+#[path = "common/ceiling.rs"]
+mod ceiling;
 
 /// The binary's allocator, so that the figures are the daemon's.
 #[global_allocator]
@@ -31,7 +34,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 const CONCURRENCY: usize = 128;
@@ -111,9 +113,8 @@ async fn seed(store: &Store, count: usize) {
     }
 }
 
-/// The ceiling: `count` POSTs of a push-sized body with `CONCURRENCY` in flight.
-async fn bare_client(url: &str, count: usize) -> f64 {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build().unwrap();
+/// A push-sized body for the ceiling.
+fn ceiling_body() -> Bytes {
     let body = serde_json::to_vec(&Body {
         campaign: "bench",
         occurrence: "2026-11-22",
@@ -127,25 +128,7 @@ async fn bare_client(url: &str, count: usize) -> f64 {
         attempt: 1,
     })
     .unwrap();
-    let slots = Arc::new(Semaphore::new(CONCURRENCY));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..count {
-        let slot = slots.clone().acquire_owned().await.unwrap();
-        let request = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("idempotency-key", format!("bare:{index}"))
-            .body(body.clone());
-        tasks.spawn(async move {
-            let response = request.send().await.expect("sink answers");
-            response.bytes().await.expect("body");
-            drop(slot);
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
-    count as f64 / started.elapsed().as_secs_f64()
+    Bytes::from(body)
 }
 
 async fn dispatch(db: TestDb, count: usize) -> f64 {
@@ -188,11 +171,11 @@ fn main() {
     runtime.block_on(async {
         let sink = Sink::start().await;
         // Warm up the sink and the client's connections.
-        bare_client(&sink.url, 2_000).await;
-        let ceiling = bare_client(&sink.url, count).await;
+        ceiling::bare_client(&sink.url, 2_000, CONCURRENCY, ceiling_body()).await;
+        let ceiling = ceiling::bare_client(&sink.url, count, CONCURRENCY, ceiling_body()).await;
         drop(sink);
         println!("dispatch: {count} pushes, concurrency {CONCURRENCY}, batch {BATCH}");
-        println!("  bare reqwest client (ceiling): {ceiling:>9.0} req/s");
+        println!("  bare hyper client (ceiling):   {ceiling:>9.0} req/s");
         let only = std::env::var("ALMANAC_BENCH_ONLY").unwrap_or_default();
         if only != "postgres" {
             let sqlite = dispatch(TestDb::sqlite().await.expect("sqlite"), count).await;
