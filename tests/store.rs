@@ -19,6 +19,7 @@ both_backends!(
     ledger_claim_and_outcomes,
     claim_skips_opted_out_members,
     expired_leases_are_reclaimed,
+    outcomes_need_the_lease,
     release_returns_rows,
     history_upcoming_retention,
     campaign_state_audit_and_token,
@@ -296,14 +297,18 @@ async fn ledger_claim_and_outcomes(db: &TestDb) {
     assert!(store.claim_due("b", t0(), Duration::minutes(5), 10).await.unwrap().is_empty());
 
     let retry_at = t0() + Duration::minutes(10);
-    store
-        .record_outcomes(&[
-            Outcome::Sent { id: claimed[0].id, at: t0(), provider_id: Some("msg-1".into()) },
-            Outcome::Retry { id: claimed[1].id, at: retry_at, error: "HTTP 503".into() },
-            Outcome::Dead { id: claimed[2].id, reason: "WeChat 40003 invalid openid".into() },
-        ])
+    let recorded = store
+        .record_outcomes(
+            "a",
+            &[
+                Outcome::Sent { id: claimed[0].id, at: t0(), provider_id: Some("msg-1".into()) },
+                Outcome::Retry { id: claimed[1].id, at: retry_at, error: "HTTP 503".into() },
+                Outcome::Dead { id: claimed[2].id, reason: "WeChat 40003 invalid openid".into() },
+            ],
+        )
         .await
         .unwrap();
+    assert_eq!(recorded, 3);
     let backlog = store.backlog().await.unwrap();
     assert_eq!(count(&backlog, SendStatus::Sent), 1);
     assert_eq!(count(&backlog, SendStatus::Pending), 2);
@@ -319,7 +324,7 @@ async fn ledger_claim_and_outcomes(db: &TestDb) {
     assert_eq!(again[0].id, claimed[1].id);
     assert_eq!(again[0].attempts, 1);
     let skip = Outcome::Skipped { id: again[0].id, reason: "capped".into() };
-    store.record_outcomes(&[skip]).await.unwrap();
+    assert_eq!(store.record_outcomes("a", &[skip]).await.unwrap(), 1);
     let backlog = store.backlog().await.unwrap();
     assert_eq!(count(&backlog, SendStatus::Skipped), 1);
     assert_eq!(count(&backlog, SendStatus::Pending), 1);
@@ -364,6 +369,52 @@ async fn expired_leases_are_reclaimed(db: &TestDb) {
     assert_eq!(store.release("dead").await.unwrap(), 0);
 }
 
+/// An outcome is recorded only while its writer holds the row: a replica that
+/// stalled past its lease (another claimed the row meanwhile) or whose member was
+/// forgotten mid-send writes nothing, so `attempts` counts once and an erased row
+/// stays erased.
+async fn outcomes_need_the_lease(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 2).await;
+    // The second falls due after the first claim and before the takeover, so
+    // each claim below takes one known row.
+    let sends = vec![
+        send("c", "o", ids[0], t0() - Duration::minutes(1)),
+        send("c", "o", ids[1], t0() + Duration::minutes(3)),
+    ];
+    store.insert_sends(&sends).await.unwrap();
+    let stalled = store.claim_due("stalled", t0(), Duration::minutes(5), 1).await.unwrap();
+    let later = t0() + Duration::minutes(6);
+    let live = store.claim_due("live", later, Duration::minutes(5), 1).await.unwrap();
+    assert_eq!(live[0].id, stalled[0].id, "the expired lease was taken over");
+    let sent = |id, provider: &str| Outcome::Sent {
+        id,
+        at: later,
+        provider_id: Some(provider.to_owned()),
+    };
+
+    let late = store.record_outcomes("stalled", &[sent(stalled[0].id, "late")]).await.unwrap();
+    assert_eq!(late, 0, "the stalled replica no longer holds the row");
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Claimed), 1, "still the live replica's");
+    assert_eq!(store.release("live").await.unwrap(), 1, "its lease is intact");
+    let again = store.claim_due("live", later, Duration::minutes(5), 1).await.unwrap();
+    assert_eq!(again[0].id, stalled[0].id);
+    assert_eq!(again[0].attempts, 0, "the late outcome counted no attempt");
+    assert_eq!(store.record_outcomes("live", &[sent(again[0].id, "live")]).await.unwrap(), 1);
+    assert_eq!(count(&store.backlog().await.unwrap(), SendStatus::Sent), 1);
+
+    // The other member is forgotten while its push is in flight.
+    let in_flight = store.claim_due("live", later, Duration::minutes(5), 1).await.unwrap();
+    assert_eq!(in_flight[0].member_id, ids[1]);
+    assert!(store.delete_member("crm-00001", "test").await.unwrap());
+    let after = store.record_outcomes("live", &[sent(in_flight[0].id, "pm-1")]).await.unwrap();
+    assert_eq!(after, 0, "a forgotten row is not written again");
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(count(&backlog, SendStatus::Skipped), 1, "forget skipped it: {backlog:?}");
+    assert_eq!(count(&backlog, SendStatus::Sent), 1);
+}
+
 async fn release_returns_rows(db: &TestDb) {
     let store = &db.store;
     let ids = add_members(store, 3).await;
@@ -395,7 +446,7 @@ async fn history_upcoming_retention(db: &TestDb) {
     assert_eq!(claimed.len(), 2);
     let outcomes: Vec<Outcome> =
         claimed.iter().map(|c| Outcome::Sent { id: c.id, at: t0(), provider_id: None }).collect();
-    store.record_outcomes(&outcomes).await.unwrap();
+    assert_eq!(store.record_outcomes("x", &outcomes).await.unwrap(), 2);
 
     let upcoming = store.upcoming_sends(ids[0], 10).await.unwrap();
     let occurrences: Vec<(&str, &str)> =
@@ -489,7 +540,7 @@ async fn forget_erases_personal_data(db: &TestDb) {
             provider_id: Some(format!("pm-{}", c.member_id)),
         })
         .collect();
-    store.record_outcomes(&outcomes).await.unwrap();
+    assert_eq!(store.record_outcomes("x", &outcomes).await.unwrap(), 2);
     let target = format!("member {}", victim.external_id);
     store.audit("crm", "opt-out", &target, "openid oOPENID00001xyz").await.unwrap();
 
@@ -675,7 +726,8 @@ async fn concurrent_claimers_never_share_rows(db: &TestDb) {
                     .iter()
                     .map(|c| Outcome::Sent { id: c.id, at: t0(), provider_id: None })
                     .collect();
-                store.record_outcomes(&outcomes).await.expect("record");
+                let recorded = store.record_outcomes(&owner, &outcomes).await.expect("record");
+                assert_eq!(recorded, outcomes.len() as u64, "{owner} holds what it claimed");
                 mine.extend(batch.into_iter().map(|c| c.id));
             }
             store.close().await;

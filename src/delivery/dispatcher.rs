@@ -288,14 +288,15 @@ impl Dispatcher {
             cancel.clone(),
             batches_tx,
         ));
-        let recorder = tokio::spawn(record_loop(
-            self.store.clone(),
-            self.clock.clone(),
-            self.metrics.clone(),
-            self.config.batch.max(self.config.concurrency) * 4,
-            finished,
-            give_up.clone(),
-        ));
+        let recorder = Recorder {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            owner: owner.clone(),
+            give_up: give_up.clone(),
+        };
+        let max_batch = self.config.batch.max(self.config.concurrency) * 4;
+        let recorder = tokio::spawn(recorder.run(finished, max_batch));
 
         let mut in_flight = JoinSet::new();
         'dispatch: loop {
@@ -485,100 +486,109 @@ async fn hold_until(
     }
 }
 
-/// Writes outcomes by group commit: one commit at a time, each taking whatever
-/// finished while the previous one was being written (up to `max_batch`; the rows
-/// are distinct, so their order does not matter). A push leaves the unrecorded only
-/// after its commit.
-///
-/// One commit at a time, not two overlapping: with a request slot no longer held
-/// through the commit, waiting costs no throughput, and fewer, larger commits cost
-/// the database less per row (a 1 M burst on two PostgreSQL replicas drained at
-/// 35-39 k/s against 31-37 k/s with two overlapping).
-async fn record_loop(
+/// The dispatcher's recorder: writes outcomes by group commit, as `owner`.
+struct Recorder {
     store: Store,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-    max_batch: usize,
-    mut finished: mpsc::UnboundedReceiver<Finished>,
+    owner: String,
+    /// Fired when the drain times out: a failing write stops retrying.
     give_up: CancellationToken,
-) -> DispatchStats {
-    let mut stats = DispatchStats::default();
-    let mut buffer: Vec<Finished> = Vec::with_capacity(max_batch);
-    while finished.recv_many(&mut buffer, max_batch).await > 0 {
-        flush_batch(&store, &clock, &metrics, &buffer, &give_up, &mut stats).await;
-        // Frees the batch's places among the unrecorded.
-        buffer.clear();
-    }
-    stats
 }
 
-/// Commits one batch, then counts it (stats and `pushes`). An abandoned batch
-/// (store down past the drain) stays claimed and is released, or re-claimed after
-/// the lease: never lost.
-async fn flush_batch(
-    store: &Store,
-    clock: &Arc<dyn Clock>,
-    metrics: &Metrics,
-    buffer: &[Finished],
-    give_up: &CancellationToken,
-    stats: &mut DispatchStats,
-) {
-    let opt_outs: Vec<i64> =
-        buffer.iter().filter(|done| done.attempt.opt_out).map(|done| done.member_id).collect();
-    let outcomes: Vec<Outcome> = buffer.iter().map(|done| done.attempt.outcome.clone()).collect();
-    if write(store, clock, &opt_outs, &outcomes, give_up).await.is_err() {
-        return;
-    }
-    for done in buffer {
-        let label = match done.attempt.outcome {
-            Outcome::Sent { .. } => {
-                stats.sent += 1;
-                "sent"
-            }
-            Outcome::Retry { .. } => {
-                stats.retried += 1;
-                "retry"
-            }
-            Outcome::Dead { .. } => {
-                stats.dead += 1;
-                "dead"
-            }
-            Outcome::Skipped { .. } => {
-                stats.skipped += 1;
-                "skipped"
-            }
-        };
-        metrics.pushes.with_label_values(&[done.campaign_id.as_str(), &done.channel, label]).inc();
-    }
-}
-
-/// Opts members out, then records the batch; retries while the store is down,
-/// until `give_up`.
-async fn write(
-    store: &Store,
-    clock: &Arc<dyn Clock>,
-    opt_outs: &[i64],
-    outcomes: &[Outcome],
-    give_up: &CancellationToken,
-) -> Result<()> {
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let result = async {
-            for member in opt_outs {
-                store.opt_out(*member, clock.now()).await?;
-            }
-            store.record_outcomes(outcomes).await
+impl Recorder {
+    /// One commit at a time, each taking whatever finished while the previous one
+    /// was being written (up to `max_batch`; the rows are distinct, so their order
+    /// does not matter). A push leaves the unrecorded only after its commit.
+    ///
+    /// One commit at a time, not two overlapping: with a request slot no longer
+    /// held through the commit, waiting costs no throughput, and fewer, larger
+    /// commits cost the database less per row (a 1 M burst on two PostgreSQL
+    /// replicas drained at 35-39 k/s against 31-37 k/s with two overlapping).
+    async fn run(
+        self,
+        mut finished: mpsc::UnboundedReceiver<Finished>,
+        max_batch: usize,
+    ) -> DispatchStats {
+        let mut stats = DispatchStats::default();
+        let mut buffer: Vec<Finished> = Vec::with_capacity(max_batch);
+        while finished.recv_many(&mut buffer, max_batch).await > 0 {
+            self.flush(&buffer, &mut stats).await;
+            // Frees the batch's places among the unrecorded.
+            buffer.clear();
         }
-        .await;
-        match result {
-            Ok(()) => return Ok(()),
-            Err(error) => {
-                tracing::warn!(%error, rows = outcomes.len(), "Recording outcomes failed; retrying.");
-                tokio::select! {
-                    () = give_up.cancelled() => return Err(Error::Store(error)),
-                    () = tokio::time::sleep(delay) => {}
+        stats
+    }
+
+    /// Commits one batch, then counts it (stats and `pushes`). An abandoned batch
+    /// (store down past the drain) stays claimed and is released, or re-claimed
+    /// after the lease: never lost.
+    async fn flush(&self, buffer: &[Finished], stats: &mut DispatchStats) {
+        let opt_outs: Vec<i64> =
+            buffer.iter().filter(|done| done.attempt.opt_out).map(|done| done.member_id).collect();
+        let outcomes: Vec<Outcome> =
+            buffer.iter().map(|done| done.attempt.outcome.clone()).collect();
+        let Ok(recorded) = self.write(&opt_outs, &outcomes).await else { return };
+        if recorded < outcomes.len() as u64 {
+            tracing::warn!(
+                owner = self.owner,
+                outcomes = outcomes.len(),
+                recorded,
+                "Some outcomes were not recorded: their rows are no longer this replica's \
+                 (the lease expired and another replica claimed them, or the member was \
+                 forgotten)."
+            );
+        }
+        for done in buffer {
+            let label = match done.attempt.outcome {
+                Outcome::Sent { .. } => {
+                    stats.sent += 1;
+                    "sent"
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
+                Outcome::Retry { .. } => {
+                    stats.retried += 1;
+                    "retry"
+                }
+                Outcome::Dead { .. } => {
+                    stats.dead += 1;
+                    "dead"
+                }
+                Outcome::Skipped { .. } => {
+                    stats.skipped += 1;
+                    "skipped"
+                }
+            };
+            let labels = [done.campaign_id.as_str(), &done.channel, label];
+            self.metrics.pushes.with_label_values(&labels).inc();
+        }
+    }
+
+    /// Opts members out, then records the batch; retries while the store is down,
+    /// until `give_up`. Returns how many outcomes were recorded.
+    async fn write(&self, opt_outs: &[i64], outcomes: &[Outcome]) -> Result<u64> {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let result = async {
+                for member in opt_outs {
+                    self.store.opt_out(*member, self.clock.now()).await?;
+                }
+                self.store.record_outcomes(&self.owner, outcomes).await
+            }
+            .await;
+            match result {
+                Ok(recorded) => return Ok(recorded),
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        rows = outcomes.len(),
+                        "Recording outcomes failed; retrying."
+                    );
+                    tokio::select! {
+                        () = self.give_up.cancelled() => return Err(Error::Store(error)),
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
             }
         }
     }

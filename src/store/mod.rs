@@ -838,13 +838,16 @@ impl Store {
         .await)
     }
 
-    /// Records outcomes of claimed rows in one transaction.
-    pub async fn record_outcomes(&self, outcomes: &[Outcome]) -> Result<()> {
+    /// Records, in one transaction, the outcomes of rows `owner` claimed, and
+    /// returns how many it recorded. A row `owner` no longer holds is left as it
+    /// is: its lease expired and another claim took it (that owner records its
+    /// own outcome, and `attempts` counts once), or `forget` erased it.
+    pub async fn record_outcomes(&self, owner: &str, outcomes: &[Outcome]) -> Result<u64> {
         if outcomes.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let rows: Vec<OutcomeRow<'_>> = outcomes.iter().map(OutcomeRow::from).collect();
-        dispatch!(self, |pool, backend| backend::record_outcomes(pool, &rows).await)
+        dispatch!(self, |pool, backend| backend::record_outcomes(pool, owner, &rows).await)
     }
 
     /// Extends the lease of every row `owner` holds to `until` (a dispatcher whose

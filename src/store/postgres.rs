@@ -925,7 +925,11 @@ pub(super) async fn claim_due(
     Ok(claimed)
 }
 
-pub(super) async fn record_outcomes(pool: &PgPool, rows: &[OutcomeRow<'_>]) -> Result<()> {
+pub(super) async fn record_outcomes(
+    pool: &PgPool,
+    owner: &str,
+    rows: &[OutcomeRow<'_>],
+) -> Result<u64> {
     let mut ids = Vec::with_capacity(rows.len());
     let mut status = Vec::with_capacity(rows.len());
     let mut next = Vec::with_capacity(rows.len());
@@ -942,7 +946,7 @@ pub(super) async fn record_outcomes(pool: &PgPool, rows: &[OutcomeRow<'_>]) -> R
         sent.push(row.sent_at);
         attempt.push(row.attempt);
     }
-    sqlx::query(
+    Ok(sqlx::query(
         "UPDATE sends SET status = v.status, \
            next_attempt_at = COALESCE(v.next_at, sends.next_attempt_at), \
            last_error = COALESCE(v.error, sends.last_error), \
@@ -953,7 +957,7 @@ pub(super) async fn record_outcomes(pool: &PgPool, rows: &[OutcomeRow<'_>]) -> R
          FROM UNNEST($1::int8[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
            $6::timestamptz[], $7::int4[]) \
            AS v(id, status, next_at, error, provider, sent_at, attempt) \
-         WHERE sends.id = v.id",
+         WHERE sends.id = v.id AND sends.status = 'claimed' AND sends.lease_owner = $8",
     )
     .bind(&ids)
     .bind(&status)
@@ -962,9 +966,10 @@ pub(super) async fn record_outcomes(pool: &PgPool, rows: &[OutcomeRow<'_>]) -> R
     .bind(&provider)
     .bind(&sent)
     .bind(&attempt)
+    .bind(owner)
     .execute(pool)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected())
 }
 
 pub(super) async fn renew_leases(pool: &PgPool, owner: &str, until: DateTime<Utc>) -> Result<u64> {

@@ -606,9 +606,15 @@ pub(super) async fn claim_due(
     Ok(claimed)
 }
 
-pub(super) async fn record_outcomes(pool: &SqlitePool, rows: &[OutcomeRow<'_>]) -> Result<()> {
+pub(super) async fn record_outcomes(
+    pool: &SqlitePool,
+    owner: &str,
+    rows: &[OutcomeRow<'_>],
+) -> Result<u64> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for chunk in rows.chunks(rows_per_statement(7)) {
+    let mut recorded = 0;
+    // One row fewer leaves room for the owner's bind.
+    for chunk in rows.chunks(rows_per_statement(7) - 1) {
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
             "UPDATE sends SET status = v.column2, \
              next_attempt_at = COALESCE(v.column3, sends.next_attempt_at), \
@@ -627,11 +633,15 @@ pub(super) async fn record_outcomes(pool: &SqlitePool, rows: &[OutcomeRow<'_>]) 
                 .push_bind(outcome.sent_at.map(micros))
                 .push_bind(outcome.attempt);
         });
-        query.push(") AS v WHERE sends.id = v.column1");
-        query.build().execute(&mut *tx).await?;
+        query.push(
+            ") AS v WHERE sends.id = v.column1 AND sends.status = 'claimed' \
+             AND sends.lease_owner = ",
+        );
+        query.push_bind(owner);
+        recorded += query.build().execute(&mut *tx).await?.rows_affected();
     }
     tx.commit().await?;
-    Ok(())
+    Ok(recorded)
 }
 
 pub(super) async fn renew_leases(
