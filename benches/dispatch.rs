@@ -107,6 +107,7 @@ async fn seed(store: &Store, count: usize) {
                 variant: "A".into(),
                 text: "天气转凉变干，记得保湿。".into(),
                 status: SendStatus::Pending,
+                reason: None,
             })
             .collect();
         store.insert_sends(&sends).await.expect("sends");

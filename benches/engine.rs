@@ -51,6 +51,7 @@ fn moisturizer() -> Campaign {
                 local_time: NaiveTime::from_hms_opt(10, 0, 0).unwrap(),
             },
             window: Duration::days(7),
+            catch_up: Duration::zero(),
             spread: None,
             quiet_hours: Some(QuietHours {
                 start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(),

@@ -67,6 +67,7 @@ async fn planner(rows: i64, due: DateTime<Utc>) -> Duration {
                 variant: if member_id % 2 == 0 { "A" } else { "B" }.into(),
                 text: text(member_id),
                 status: SendStatus::Pending,
+                reason: None,
             })
             .collect();
         inserted += db.store.insert_planned(&sends, &mark).await.expect("insert");

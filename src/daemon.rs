@@ -285,19 +285,38 @@ struct Core {
 type Summary = HashMap<(Arc<str>, NaiveDateTime, Option<CityId>, Tz, Arc<str>), usize>;
 
 impl Core {
-    /// The engine for `set` without the `paused` campaigns, cached.
-    fn compiled(
+    /// The engine for `set` without the `paused` campaigns, if compiled already.
+    fn cached(&self, set: &Arc<CampaignSet>, paused: &HashSet<String>) -> Option<Arc<Compiled>> {
+        let cache = self.compiled.lock().expect("engine cache lock");
+        cache
+            .as_ref()
+            .filter(|compiled| Arc::ptr_eq(&compiled.set, set) && compiled.paused == *paused)
+            .cloned()
+    }
+
+    /// The engine for `set` without the `paused` campaigns (cached), each
+    /// campaign bounded by when the ledger first saw it (recorded now for new
+    /// ones).
+    async fn compiled(
         &self,
         set: &Arc<CampaignSet>,
         paused: &HashSet<String>,
-    ) -> Result<Arc<Compiled>, crate::timing::Error> {
-        let mut cache = self.compiled.lock().expect("engine cache lock");
-        if let Some(compiled) = cache.as_ref()
-            && Arc::ptr_eq(&compiled.set, set)
-            && compiled.paused == *paused
-        {
-            return Ok(compiled.clone());
+        now: DateTime<Utc>,
+    ) -> Result<Result<Arc<Compiled>, crate::timing::Error>, crate::store::Error> {
+        if let Some(compiled) = self.cached(set, paused) {
+            return Ok(Ok(compiled));
         }
+        let ids: Vec<&str> = set.campaigns.iter().map(|campaign| campaign.id.as_str()).collect();
+        let seen = self.store.first_seen(&ids, now).await?;
+        Ok(self.compile(set, paused, &seen))
+    }
+
+    fn compile(
+        &self,
+        set: &Arc<CampaignSet>,
+        paused: &HashSet<String>,
+        seen: &HashMap<String, DateTime<Utc>>,
+    ) -> Result<Arc<Compiled>, crate::timing::Error> {
         let active: Vec<Campaign> = set
             .campaigns
             .iter()
@@ -305,7 +324,8 @@ impl Core {
             .cloned()
             .collect();
         let config = engine_config(&self.config);
-        let engine = Engine::new(&active, self.geo, config)?;
+        let engine =
+            Engine::new(&active, self.geo, config)?.with_first_seen(|id| seen.get(id).copied());
         let hash = {
             use sha2::Digest;
             let mut digest = sha2::Sha256::new();
@@ -316,13 +336,14 @@ impl Core {
                 .collect();
             sources.sort_unstable();
             for (id, content) in sources {
-                digest.update(format!("{id}\0{content}\0"));
+                let seen = seen.get(id).map(DateTime::timestamp_micros);
+                digest.update(format!("{id}\0{content}\0{seen:?}\0"));
             }
             hex::encode(digest.finalize())
         };
         let compiled =
             Arc::new(Compiled { set: set.clone(), paused: paused.clone(), engine, hash });
-        *cache = Some(compiled.clone());
+        *self.compiled.lock().expect("engine cache lock") = Some(compiled.clone());
         Ok(compiled)
     }
 
@@ -339,7 +360,7 @@ impl Core {
             .unwrap_or(chrono::Duration::hours(1));
         let paused = paused_campaigns(&self.store).await?;
         let set = self.campaigns.current();
-        let compiled = match self.compiled(&set, &paused) {
+        let compiled = match self.compiled(&set, &paused, now).await? {
             Ok(compiled) => compiled,
             Err(error) => {
                 tracing::error!(%error, "The timing engine rejected the campaigns; not planning.");
@@ -389,6 +410,7 @@ impl Core {
         let by_id: HashMap<&str, &Campaign> =
             set.campaigns.iter().map(|campaign| (campaign.id.as_str(), campaign)).collect();
         let mut summary = Summary::new();
+        let mut capped: BTreeMap<Arc<str>, usize> = BTreeMap::new();
         // Three stages overlap: the reader fetches the next page of members and their
         // history while the engine plans this one and the writer inserts the last
         // one (pages are disjoint member sets, so reading a page's history before
@@ -422,7 +444,7 @@ impl Core {
                         .with_label_values(&[&skip.campaign_id, skip.reason.as_str()])
                         .inc();
                 }
-                self.to_ledger_rows(&by_id, batch.sends, &mut summary)
+                self.to_ledger_rows(&by_id, batch, &mut summary, &mut capped)
             };
             if !sends.is_empty() && rows_tx.send(sends).await.is_err() {
                 // The writer failed; its error is reported below.
@@ -438,6 +460,14 @@ impl Core {
         }
         if !complete {
             return Ok(None);
+        }
+        for (campaign, count) in &capped {
+            tracing::info!(
+                campaign = %campaign,
+                sends = count,
+                "The global cap dropped sends of a lower-priority campaign (recorded as skipped, \
+                 reason global_cap)."
+            );
         }
         if inserted > 0 {
             self.dispatcher.wake();
@@ -481,38 +511,60 @@ impl Core {
         }
     }
 
-    /// Turns the engine's due sends into ledger rows, counting them for the log.
+    /// Turns the engine's due sends into ledger rows, counting them for the log;
+    /// the sends the global cap dropped become skipped rows (reason
+    /// `global_cap`), so the decision is recorded and final.
     fn to_ledger_rows(
         &self,
         by_id: &HashMap<&str, &Campaign>,
-        sends: Vec<crate::timing::DueSend>,
+        batch: crate::timing::PlanBatch,
         summary: &mut Summary,
+        capped: &mut BTreeMap<Arc<str>, usize>,
     ) -> Vec<NewSend> {
-        sends
+        let mut rows: Vec<NewSend> = batch
+            .capped
             .into_iter()
             .filter_map(|send| {
                 let campaign = by_id.get(&*send.campaign_id)?;
-                let variant = campaign
-                    .messages
-                    .get(send.variant)
-                    .map_or_else(|| send.variant.to_string(), |message| message.label.clone());
-                let lang = send.lang.to_string();
-                *summary
-                    .entry((send.campaign_id, send.local, send.city, send.tz, send.lang))
-                    .or_default() += 1;
+                *capped.entry(send.campaign_id.clone()).or_default() += 1;
                 Some(NewSend {
                     campaign_id: campaign.id.clone(),
                     occurrence: send.occurrence.to_string(),
                     member_id: send.member_id,
                     due_at: send.due_at,
                     channel: campaign.channel.clone(),
-                    lang,
-                    variant,
-                    text: send.text,
-                    status: if send.holdout { SendStatus::Holdout } else { SendStatus::Pending },
+                    lang: send.lang.to_string(),
+                    variant: String::new(),
+                    text: String::new(),
+                    status: SendStatus::Skipped,
+                    reason: Some(crate::timing::SkipReason::GlobalCap.as_str()),
                 })
             })
-            .collect()
+            .collect();
+        rows.extend(batch.sends.into_iter().filter_map(|send| {
+            let campaign = by_id.get(&*send.campaign_id)?;
+            let variant = campaign
+                .messages
+                .get(send.variant)
+                .map_or_else(|| send.variant.to_string(), |message| message.label.clone());
+            let lang = send.lang.to_string();
+            *summary
+                .entry((send.campaign_id, send.local, send.city, send.tz, send.lang))
+                .or_default() += 1;
+            Some(NewSend {
+                campaign_id: campaign.id.clone(),
+                occurrence: send.occurrence.to_string(),
+                member_id: send.member_id,
+                due_at: send.due_at,
+                channel: campaign.channel.clone(),
+                lang,
+                variant,
+                text: send.text,
+                status: if send.holdout { SendStatus::Holdout } else { SendStatus::Pending },
+                reason: None,
+            })
+        }));
+        rows
     }
 
     /// Refreshes the ledger, campaign and member gauges; returns a STATUS= line.
@@ -681,6 +733,7 @@ async fn read_pages(
                     occurrence: entry.occurrence.into(),
                     at: entry.due_at,
                     holdout: entry.holdout,
+                    skipped: entry.skipped,
                 },
             );
         }
@@ -798,11 +851,14 @@ pub struct Options {
     pub config: Config,
     /// Where it came from (for messages).
     pub config_source: String,
+    /// Where the database URL came from (flag or environment, configuration
+    /// file, demo, embedded default), for the start line.
+    pub database_source: String,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; `Ok` after a graceful stop.
 pub async fn run(options: Options) -> Result<(), Error> {
-    let Options { config, config_source } = options;
+    let Options { config, config_source, database_source } = options;
     // Signals first: SIGHUP's default action would kill us before we are ready.
     let mut sigterm = signal(SignalKind::terminate()).map_err(io("installing SIGTERM handler"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io("installing SIGINT handler"))?;
@@ -826,7 +882,12 @@ pub async fn run(options: Options) -> Result<(), Error> {
         // Built once and kept for the life of the process, like the bundled data.
         Box::leak(Box::new(Geo::with_config(config.geo.clone())?))
     };
-    tracing::info!(config = %config_source, database = %redact_url(&config.database), "Starting almanac.");
+    tracing::info!(
+        config = %config_source,
+        database = %redact_url(&config.database),
+        database_from = %database_source,
+        "Starting almanac."
+    );
     let store = Store::connect(&config.database).await?;
     if let Some(file) = &config.members_file {
         import_members(&store, geo, &metrics, file).await?;

@@ -221,7 +221,9 @@ async fn campaign_and_channel_rate_limits_pace_sends() {
     rig.channels.set_campaign_rates(&rates);
     let started = std::time::Instant::now();
     for id in 0..40 {
-        rig.channels.attempt(&send(id)).await;
+        let row = send(id);
+        rig.channels.pace_campaign(&row).await;
+        rig.channels.attempt(&row).await;
     }
     // 20/s with a burst of 20: 40 sends need at least ~1 s.
     assert!(started.elapsed() >= StdDuration::from_millis(900), "{:?}", started.elapsed());

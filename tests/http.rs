@@ -156,6 +156,7 @@ async fn pause_holds_pending_rows_until_resume() {
         variant: "2".into(),
         text: "张三，哈尔滨天气转凉变干，记得保湿。".into(),
         status: SendStatus::Pending,
+        reason: None,
     };
     server.store.insert_sends(&[send]).await.unwrap();
 

@@ -96,6 +96,7 @@ fn send(campaign: &str, occurrence: &str, member_id: i64, due_at: DateTime<Utc>)
         variant: "A".into(),
         text: format!("hello member {member_id}"),
         status: SendStatus::Pending,
+        reason: None,
     }
 }
 
@@ -839,6 +840,7 @@ async fn ledger_rows_keep_their_columns(db: &TestDb) {
                 variant: ["A", "B", "C"][(k / 5) % 3].into(),
                 text: format!("row {k}"),
                 status: if k % 7 == 0 { SendStatus::Holdout } else { SendStatus::Pending },
+                reason: None,
             });
         }
     }

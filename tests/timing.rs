@@ -37,6 +37,7 @@ fn campaign(id: &str, trigger: Trigger, tz: Tz) -> Campaign {
         timing: Timing {
             trigger,
             window: Duration::zero(),
+            catch_up: Duration::zero(),
             spread: None,
             quiet_hours: None,
             unresolved: Unresolved::FallbackZone(tz),

@@ -100,14 +100,28 @@ pub struct Near {
     pub radius_km: f64,
 }
 
+/// The default `window` of a `cron` campaign: late members get at most the
+/// latest occurrence, and only if it fell due within the hour (a week-old
+/// newsletter is not news).
+pub const CRON_DEFAULT_WINDOW: chrono::Duration = chrono::Duration::hours(1);
+
+/// The default `window` of a `once` or `climate` campaign: members who join in
+/// the week after still get it.
+pub const DEFAULT_WINDOW: chrono::Duration = chrono::Duration::days(7);
+
 /// When members receive the push.
 #[derive(Debug, Clone)]
 pub struct Timing {
     /// What makes an occurrence.
     pub trigger: Trigger,
     /// How long after its due instant an occurrence stays open for members who
-    /// arrive late (joined, resolved, or the daemon was down).
+    /// arrive late (joined, resolved, or the daemon was down). Default: 7 days
+    /// for `once` and `climate`, [`CRON_DEFAULT_WINDOW`] for `cron`.
     pub window: chrono::Duration,
+    /// How long before the campaign was first seen (by the ledger, or before
+    /// `simulate --from`) an occurrence may still be sent (zero: never one that
+    /// fell due before; at most `window`).
+    pub catch_up: chrono::Duration,
     /// Each member's push fires at its own instant in `[due, due + spread)`
     /// (a stable per-member share; at most `window`).
     pub spread: Option<chrono::Duration>,

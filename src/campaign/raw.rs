@@ -153,9 +153,15 @@ pub struct RawTiming {
     #[schemars(with = "Option<String>")]
     pub after: Option<Spanned<String>>,
     /// How long an occurrence stays open for late members: `7d`, `12h`, `30m`,
-    /// `45s` or a sum such as `1d12h` (default `7d`).
+    /// `45s` or a sum such as `1d12h` (default `7d` for `once` and `climate`,
+    /// `1h` for `cron`). A late member gets at most the latest occurrence.
     #[schemars(with = "Option<String>")]
     pub window: Option<Spanned<String>>,
+    /// How long before the campaign was first seen an occurrence may still be
+    /// sent (default: none; at most `window`). Without it, loading a campaign
+    /// never sends an occurrence that fell due before it was loaded.
+    #[schemars(with = "Option<String>")]
+    pub catch_up: Option<Spanned<String>>,
     /// Deliver over this long instead of at one instant: each member's push
     /// fires at its own instant in `[due, due + spread)`, a fixed share of the
     /// spread taken from a hash of the campaign id and the member's external id

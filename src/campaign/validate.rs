@@ -515,9 +515,39 @@ fn timing(
             "add trigger = \"once\", \"cron\" or \"climate\"",
         )
         .map(|t| trigger(checker, raw, t));
+    let default_window = match raw.trigger.as_ref().map(|t| *t.get_ref()) {
+        Some(RawTrigger::Cron) => CRON_DEFAULT_WINDOW,
+        _ => DEFAULT_WINDOW,
+    };
+    let window_text = |raw: &RawTiming| match &raw.window {
+        Some(window) => window.get_ref().clone(),
+        None => format!("{}h, the default", default_window.num_hours()),
+    };
     let window = match &raw.window {
         Some(window) => positive_duration(checker, window, "window", "e.g. `window = \"7d\"`"),
-        None => Some(chrono::Duration::days(7)),
+        None => Some(default_window),
+    };
+    let catch_up = match &raw.catch_up {
+        Some(catch_up) => {
+            let example = "e.g. `catch_up = \"24h\"`, or remove it to send nothing that fell due \
+                           before the campaign was loaded";
+            match (positive_duration(checker, catch_up, "catch_up", example), window) {
+                (Some(duration), Some(window)) if duration > window => {
+                    let d = checker.error(
+                        catch_up.span(),
+                        format!(
+                            "`catch_up` ({}) is longer than `window` ({})",
+                            catch_up.get_ref(),
+                            window_text(raw)
+                        ),
+                    );
+                    help(d, "an occurrence older than `window` is never sent; raise `window` too");
+                    None
+                }
+                (duration, _) => duration,
+            }
+        }
+        None => Some(chrono::Duration::zero()),
     };
     let spread = match &raw.spread {
         Some(spread) => {
@@ -529,7 +559,7 @@ fn timing(
                         format!(
                             "`spread` ({}) is longer than `window` ({})",
                             spread.get_ref(),
-                            raw.window.as_ref().map_or("7d", |w| w.get_ref().as_str())
+                            window_text(raw)
                         ),
                     );
                     help(d, "the last members would be sent after the occurrence closed");
@@ -579,6 +609,7 @@ fn timing(
     Some(Timing {
         trigger: trigger??,
         window: window?,
+        catch_up: catch_up?,
         spread: spread?,
         quiet_hours: quiet_hours?,
         unresolved: unresolved?,

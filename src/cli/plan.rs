@@ -21,7 +21,7 @@ use crate::campaign::{self, Campaign};
 use crate::clock::{Clock, SystemClock};
 use crate::geo::{Geo, LocationHints, Place, PlaceSource};
 use crate::members::Member;
-use crate::timing::{Engine, EngineConfig, History, PlanBatch, Recipient};
+use crate::timing::{Engine, EngineConfig, GlobalCap, History, PlanBatch, Recipient};
 
 /// Arguments of `almanac plan`.
 #[derive(Debug, clap::Args)]
@@ -41,6 +41,21 @@ pub struct Args {
     /// Grouping of the rows.
     #[arg(long, value_enum, default_value_t = By::City)]
     pub by: By,
+    /// A cap across campaigns, `MAX/PERIOD` (`2/7d`), as the daemon's `global_cap`
+    /// (needs `--members`: the synthetic members each see one campaign).
+    #[arg(long, value_parser = parse_global_cap, requires = "members")]
+    pub global_cap: Option<GlobalCap>,
+}
+
+/// `MAX/PERIOD` (`2/7d`), as `[frequency] global_cap` of `almanac.toml`.
+pub(crate) fn parse_global_cap(text: &str) -> Result<GlobalCap, String> {
+    let (max, per) = text
+        .split_once('/')
+        .ok_or_else(|| format!("expected MAX/PERIOD like 2/7d, found {text:?}"))?;
+    let max =
+        max.trim().parse().map_err(|_| format!("expected a count before '/', found {max:?}"))?;
+    let per = crate::timing::parse_duration(per)?;
+    Ok(GlobalCap { max, per })
 }
 
 /// Output format of `almanac plan`.
@@ -117,7 +132,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = match &args.members {
         Some(path) => {
             let members = load_members(path, geo)?;
-            plan_members(&campaigns, geo, &members.members, &members.places, year, args.by)?
+            let config = EngineConfig { global_cap: args.global_cap };
+            let (members, places) = (&members.members, &members.places);
+            plan_members(&campaigns, geo, config, members, places, year, args.by)?
         }
         None => plan_synthetic(&campaigns, geo, year, args.by)?,
     };
@@ -234,13 +251,14 @@ fn due_only(campaigns: &[Campaign]) -> Vec<Campaign> {
 pub fn plan_members(
     campaigns: &[Campaign],
     geo: &Geo,
+    config: EngineConfig,
     members: &[Member],
     places: &[Option<Place>],
     year: i32,
     by: By,
 ) -> anyhow::Result<Plan> {
-    let engine = Engine::new(&due_only(campaigns), geo, EngineConfig::default())?;
     let (from, to) = year_bounds(year)?;
+    let engine = Engine::new(&due_only(campaigns), geo, config)?.with_first_seen(|_| Some(from));
     let recipients = recipients(members, places);
     let batch = engine.plan(&recipients, &History::new(), from, to);
     let mut plan = Plan { year, members: recipients.len() as u64, ..Plan::default() };

@@ -17,6 +17,11 @@ pub struct Args {
     /// `campaigns/`, the sample members, the `log` channel, 127.0.0.1:9464).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Database URL: `sqlite:FILE` or `postgres://…`. Wins over the configuration
+    /// file's `database`, as for every other subcommand [default: the
+    /// configuration's `database`, else `sqlite:almanac.db`].
+    #[arg(long, env = "ALMANAC_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
     /// Demo: a fresh ledger (`almanac-demo.db`) and a clock that starts on
     /// 2027-08-01 and runs 150,000 times faster than real time.
     #[arg(long)]
@@ -35,19 +40,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => (Config::load(path)?, path.display().to_string()),
         None => (Config::embedded_default(), "embedded default".to_owned()),
     };
+    // One rule for every subcommand: --database, then ALMANAC_DATABASE_URL (clap
+    // reads both into `args.database`), then the configuration file, then the
+    // embedded default.
+    let database_source = match &args.database {
+        Some(url) => {
+            config.database = url.clone();
+            "--database or ALMANAC_DATABASE_URL"
+        }
+        None if args.config.is_some() => "configuration file",
+        None if args.demo => "demo",
+        None => "embedded default",
+    };
     if args.demo {
         demo(&mut config, &args)?;
     }
     init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(daemon::run(daemon::Options { config, config_source: source }))?;
+    let options = daemon::Options {
+        config,
+        config_source: source,
+        database_source: database_source.to_owned(),
+    };
+    runtime.block_on(daemon::run(options))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The demo overrides: a fresh SQLite ledger, the scaled clock, a one-second
-/// planner tick over a three-day (virtual) horizon.
+/// The demo overrides: a fresh SQLite ledger (unless a database was named), the
+/// scaled clock, a one-second planner tick over a horizon of at least three
+/// (virtual) days.
 fn demo(config: &mut Config, args: &Args) -> anyhow::Result<()> {
-    if args.config.is_none() {
+    if args.config.is_none() && args.database.is_none() {
         let path = "almanac-demo.db";
         for file in [path.to_owned(), format!("{path}-wal"), format!("{path}-shm")] {
             match std::fs::remove_file(&file) {
@@ -61,7 +84,9 @@ fn demo(config: &mut Config, args: &Args) -> anyhow::Result<()> {
     let speed = args.demo_speed.max(1.0);
     config.demo = Some(DemoConfig { start: args.demo_start, speed });
     config.planner.tick = std::time::Duration::from_secs(1);
-    config.planner.horizon = std::time::Duration::from_secs(3 * 86_400);
+    // A configured horizon longer than three days is kept: at high speeds a
+    // one-second tick is several virtual days.
+    config.planner.horizon = config.planner.horizon.max(std::time::Duration::from_secs(3 * 86_400));
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use crate::geo::Geo;
 use crate::members::Member;
 use crate::timing::{DueSend, Engine, EngineConfig, GlobalCap, History, Recipient, SkipReason};
 
-use super::plan::{load_campaigns, load_members, pad, recipients};
+use super::plan::{load_campaigns, load_members, pad, parse_global_cap, recipients};
 
 /// Arguments of `almanac simulate`.
 #[derive(Debug, clap::Args)]
@@ -54,16 +54,6 @@ pub enum Format {
     Text,
     /// One JSON object per push, then `{"summary": ...}`.
     Jsonl,
-}
-
-fn parse_global_cap(text: &str) -> Result<GlobalCap, String> {
-    let (max, per) = text
-        .split_once('/')
-        .ok_or_else(|| format!("expected MAX/PERIOD like 2/7d, found {text:?}"))?;
-    let max =
-        max.trim().parse().map_err(|_| format!("expected a count before '/', found {max:?}"))?;
-    let per = crate::timing::parse_duration(per)?;
-    Ok(GlobalCap { max, per })
 }
 
 /// One push as `simulate` prints it.
@@ -150,8 +140,10 @@ pub fn simulate(
     from: NaiveDate,
     to: NaiveDate,
 ) -> anyhow::Result<Simulation> {
-    let engine = Engine::new(campaigns, geo, config)?;
     let start = from.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    // As a daemon that first sees the campaigns at `--from`: nothing that fell
+    // due before is sent (unless a campaign's `catch_up` asks for it).
+    let engine = Engine::new(campaigns, geo, config)?.with_first_seen(|_| Some(start));
     let end = to.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc() + Duration::days(1);
     let clock = ManualClock::new(start);
     let mut history = History::new();
@@ -184,6 +176,9 @@ pub fn simulate(
             }
             let member = recipients[index(send)].member;
             simulation.fired.push(fired(send, member, campaigns, geo));
+        }
+        for send in &batch.capped {
+            history.record_capped(send);
         }
         for skip in batch.skips {
             skips.insert((skip.campaign_id, skip.member_id, skip.occurrence, skip.reason));

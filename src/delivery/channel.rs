@@ -226,6 +226,26 @@ impl Channels {
         }
     }
 
+    /// The campaign's own rate limit (pushes per second), if it has one.
+    pub fn campaign_rate(&self, campaign: &str) -> Option<u32> {
+        let limits = self.campaign_limits.read().expect("campaign limits lock");
+        limits.get(campaign).map(|(rate, _)| *rate)
+    }
+
+    /// Whether `campaign` has a rate limit of its own.
+    pub fn is_campaign_limited(&self, campaign: &str) -> bool {
+        self.campaign_limiter(campaign).is_some()
+    }
+
+    /// Waits for the campaign's own rate limit (`limits.rate_per_second`), if it
+    /// has one. The dispatcher calls it before a row takes a request slot, so
+    /// rows waiting on one campaign's limit hold nothing other campaigns need.
+    pub async fn pace_campaign(&self, send: &ClaimedSend) {
+        if let Some(limiter) = self.campaign_limiter(&send.campaign_id) {
+            self.wait_for(&limiter, &send.channel).await;
+        }
+    }
+
     fn campaign_limiter(&self, campaign: &str) -> Option<Arc<DefaultDirectRateLimiter>> {
         let limits = self.campaign_limits.read().expect("campaign limits lock");
         limits.get(campaign).map(|(_, limiter)| limiter.clone())
@@ -248,7 +268,8 @@ impl Channels {
     }
 
     /// Sends one claimed row through its channel (after waiting for the channel's
-    /// and the campaign's rate limiters and a channel slot) and decides its outcome.
+    /// rate limiter and a channel slot; the campaign's own limit is
+    /// [`Channels::pace_campaign`], before) and decides its outcome.
     /// Counts `retries`, `dead_letters`, `quota_deferrals`, `rate_limit_waits`,
     /// `channel_latency` and `fire_lateness`; the dispatcher counts `pushes` once the
     /// outcome is committed.
@@ -259,9 +280,6 @@ impl Channels {
         };
         if let Some(limiter) = &entry.limiter {
             self.wait_for(limiter, &send.channel).await;
-        }
-        if let Some(limiter) = self.campaign_limiter(&send.campaign_id) {
-            self.wait_for(&limiter, &send.channel).await;
         }
         let _slot = match &entry.slots {
             Some(slots) => Some(slots.acquire().await.expect("channel semaphore is never closed")),

@@ -13,6 +13,13 @@
 //! idempotency key. Keeping the two apart lets outcomes commit in large batches
 //! without holding the receiver's request slots while they wait.
 //!
+//! A campaign's own rate limit (`limits.rate_per_second`) throttles that campaign
+//! only: its rows wait in a pacer of their own (one task per limited campaign)
+//! before they take a place or a slot, and once a pacer holds
+//! [`pacer_bound`] rows the claimer leaves that campaign's rows in the ledger
+//! until it has drained half of them, so other campaigns' rows are never
+//! queued behind it and the dispatcher holds a bounded number of rows.
+//!
 //! Stopping safely: when the cancellation token fires the dispatcher stops claiming,
 //! lets in-flight pushes finish and their outcomes be written (up to the drain
 //! timeout, after which they are abandoned), then returns every row it still holds
@@ -276,15 +283,20 @@ impl Dispatcher {
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let unrecorded = Arc::new(Semaphore::new(self.config.max_unrecorded));
         let (batches_tx, mut batches) = mpsc::channel::<Vec<ClaimedSend>>(1);
+        let saturated = Saturated::default();
+        let mut pacers = Pacers::new(self.channels.clone(), saturated.clone(), cancel.clone());
         let (finished_tx, finished) = mpsc::unbounded_channel::<Finished>();
         let give_up = CancellationToken::new();
 
         let claimer = tokio::spawn(claim_loop(
-            self.store.clone(),
-            self.clock.clone(),
-            self.config.clone(),
-            self.poll,
-            self.wake.clone(),
+            Claimer {
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                config: self.config.clone(),
+                poll: self.poll,
+                wake: self.wake.clone(),
+                saturated,
+            },
             cancel.clone(),
             batches_tx,
         ));
@@ -299,10 +311,26 @@ impl Dispatcher {
         let recorder = tokio::spawn(recorder.run(finished, max_batch));
 
         let mut in_flight = JoinSet::new();
+        let dispatch = Dispatch {
+            channels: self.channels.clone(),
+            slots,
+            unrecorded: unrecorded.clone(),
+            finished: finished_tx.clone(),
+            cancel: cancel.clone(),
+        };
         'dispatch: loop {
             let rows = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
+                row = pacers.ready.recv() => match row {
+                    Some(row) => {
+                        if !dispatch.spawn(row, &mut in_flight).await {
+                            break;
+                        }
+                        continue;
+                    }
+                    None => break,
+                },
                 rows = batches.recv() => match rows {
                     Some(rows) => rows,
                     None => break,
@@ -313,33 +341,16 @@ impl Dispatcher {
                 if !hold_until(&*self.clock, row.not_before, self.poll, &cancel).await {
                     break 'dispatch;
                 }
-                let place = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => break 'dispatch,
-                    place = unrecorded.clone().acquire_owned() => place.expect("never closed"),
-                };
-                let slot = tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => break 'dispatch,
-                    slot = slots.clone().acquire_owned() => slot.expect("slots are never closed"),
-                };
-                let channels = self.channels.clone();
-                let finished_tx = finished_tx.clone();
-                in_flight.spawn(async move {
-                    let attempt = channels.attempt(&row).await;
-                    drop(slot);
-                    // The recorder outlives every sender; a send error means it gave up.
-                    let _ = finished_tx.send(Finished {
-                        member_id: row.member_id,
-                        campaign_id: row.campaign_id,
-                        channel: row.channel,
-                        attempt,
-                        _unrecorded: place,
-                    });
-                });
-                while in_flight.try_join_next().is_some() {}
+                if self.channels.is_campaign_limited(&row.campaign_id) {
+                    pacers.queue(row);
+                } else if !dispatch.spawn(row, &mut in_flight).await {
+                    break 'dispatch;
+                }
             }
         }
+        // The recorder ends once every sender of outcomes is gone.
+        drop(pacers);
+        drop(dispatch);
         drop(batches);
         drop(finished_tx);
         let claimed = claimer.await.unwrap_or_default();
@@ -372,8 +383,174 @@ impl Dispatcher {
     }
 }
 
+/// Hands rows to their channel: a place among the unrecorded, a request slot,
+/// then one task per row that sends it and passes its outcome to the recorder.
+struct Dispatch {
+    channels: Arc<Channels>,
+    slots: Arc<Semaphore>,
+    unrecorded: Arc<Semaphore>,
+    finished: mpsc::UnboundedSender<Finished>,
+    cancel: CancellationToken,
+}
+
+impl Dispatch {
+    /// Spawns the row's send once it has a place and a slot; `false` when
+    /// cancelled first (the row stays claimed and is released at the end).
+    async fn spawn(&self, row: ClaimedSend, in_flight: &mut JoinSet<()>) -> bool {
+        let place = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return false,
+            place = self.unrecorded.clone().acquire_owned() => place.expect("never closed"),
+        };
+        let slot = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return false,
+            slot = self.slots.clone().acquire_owned() => slot.expect("slots are never closed"),
+        };
+        let channels = self.channels.clone();
+        let finished = self.finished.clone();
+        in_flight.spawn(async move {
+            let attempt = channels.attempt(&row).await;
+            drop(slot);
+            // The recorder outlives every sender; a send error means it gave up.
+            let _ = finished.send(Finished {
+                member_id: row.member_id,
+                campaign_id: row.campaign_id,
+                channel: row.channel,
+                attempt,
+                _unrecorded: place,
+            });
+        });
+        while in_flight.try_join_next().is_some() {}
+        true
+    }
+}
+
+/// Campaigns whose pacer is full: the claimer leaves their rows in the ledger.
+#[derive(Debug, Clone, Default)]
+struct Saturated(Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>);
+
+impl Saturated {
+    fn set(&self, campaign: &str, full: bool) {
+        let mut set = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if full {
+            set.insert(campaign.to_owned());
+        } else {
+            set.remove(campaign);
+        }
+    }
+
+    fn list(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+    }
+}
+
+/// How many rows a campaign's pacer holds before the claimer stops taking that
+/// campaign's rows: two seconds of its rate, at least 64.
+fn pacer_bound(rate_per_second: u32) -> usize {
+    (rate_per_second as usize).saturating_mul(2).max(64)
+}
+
+/// One pacer per rate-limited campaign: a queue (in claim order) and a task that
+/// waits for the campaign's limiter, then hands each row back on `ready`.
+struct Pacers {
+    channels: Arc<Channels>,
+    saturated: Saturated,
+    cancel: CancellationToken,
+    queues: HashMap<String, Pacer>,
+    ready_tx: mpsc::Sender<ClaimedSend>,
+    ready: mpsc::Receiver<ClaimedSend>,
+}
+
+struct Pacer {
+    rows: mpsc::UnboundedSender<ClaimedSend>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Pacers {
+    fn new(channels: Arc<Channels>, saturated: Saturated, cancel: CancellationToken) -> Self {
+        let (ready_tx, ready) = mpsc::channel(64);
+        Self { channels, saturated, cancel, queues: HashMap::new(), ready_tx, ready }
+    }
+
+    /// Queues a row behind its campaign's rate limit.
+    fn queue(&mut self, row: ClaimedSend) {
+        use std::sync::atomic::Ordering;
+        let campaign = row.campaign_id.clone();
+        let bound = pacer_bound(self.channels.campaign_rate(&campaign).unwrap_or(0));
+        let pacer = self.queues.entry(campaign.clone()).or_insert_with(|| {
+            let (rows, receiver) = mpsc::unbounded_channel();
+            let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            tokio::spawn(pace(
+                self.channels.clone(),
+                receiver,
+                queued.clone(),
+                self.saturated.clone(),
+                self.ready_tx.clone(),
+                self.cancel.clone(),
+            ));
+            Pacer { rows, queued }
+        });
+        let queued = pacer.queued.fetch_add(1, Ordering::SeqCst) + 1;
+        if queued >= bound {
+            self.saturated.set(&campaign, true);
+        }
+        // The pacer only stops on cancellation; a row it never took stays
+        // claimed and is released with the others.
+        let _ = pacer.rows.send(row);
+    }
+}
+
+/// A campaign's pacer: waits for the campaign's limit for each row in turn.
+async fn pace(
+    channels: Arc<Channels>,
+    mut rows: mpsc::UnboundedReceiver<ClaimedSend>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    saturated: Saturated,
+    ready: mpsc::Sender<ClaimedSend>,
+    cancel: CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let row = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            row = rows.recv() => match row {
+                Some(row) => row,
+                None => return,
+            },
+        };
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            () = channels.pace_campaign(&row) => {}
+        }
+        let left = queued.fetch_sub(1, Ordering::SeqCst) - 1;
+        let bound = pacer_bound(channels.campaign_rate(&row.campaign_id).unwrap_or(0));
+        if left <= bound / 2 {
+            saturated.set(&row.campaign_id, false);
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            sent = ready.send(row) => if sent.is_err() { return },
+        }
+    }
+}
+
+/// What the claimer works with.
+struct Claimer {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: DispatcherConfig,
+    poll: Duration,
+    wake: Arc<Notify>,
+    saturated: Saturated,
+}
+
 /// Claims batches and hands them over; sleeps (at most `poll`, or until woken)
-/// when nothing is due. Returns how many rows it claimed.
+/// when nothing is due. Leaves the rows of `saturated` campaigns in the ledger.
+/// Returns how many rows it claimed.
 ///
 /// It also keeps the rows it holds: every third of a lease (on `clock`) it extends
 /// the lease of every row this owner has claimed and not yet recorded, before it
@@ -383,14 +560,11 @@ impl Dispatcher {
 /// them again and they would be sent twice. A replica that stops renewing (it
 /// died, or stalled for two thirds of a lease) loses its rows to the others.
 async fn claim_loop(
-    store: Store,
-    clock: Arc<dyn Clock>,
-    config: DispatcherConfig,
-    poll: Duration,
-    wake: Arc<Notify>,
+    claimer: Claimer,
     cancel: CancellationToken,
     batches: mpsc::Sender<Vec<ClaimedSend>>,
 ) -> u64 {
+    let Claimer { store, clock, config, poll, wake, saturated } = claimer;
     let limit = i64::try_from(config.batch).unwrap_or(i64::MAX);
     let mut claimed = 0_u64;
     let mut leases = Leases { renewed: clock.now(), store: &store, config: &config };
@@ -398,8 +572,15 @@ async fn claim_loop(
         // One instant for both: rows renewed at `now` are not expired at `now`.
         let now = clock.now();
         leases.keep(now).await;
-        let claim =
-            store.claim_due_within(&config.owner, now, config.lookahead, config.lease, limit);
+        let exclude = saturated.list();
+        let claim = store.claim_due_within(
+            &config.owner,
+            now,
+            config.lookahead,
+            config.lease,
+            limit,
+            &exclude,
+        );
         let rows = match claim.await {
             Ok(rows) => rows,
             Err(error) => {

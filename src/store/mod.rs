@@ -113,8 +113,12 @@ pub struct NewSend {
     pub variant: String,
     /// Rendered text.
     pub text: String,
-    /// `Pending`, or `Holdout` for the control group.
+    /// `Pending`, `Holdout` for the control group, or `Skipped` for a send the
+    /// planner decided not to make (with its `reason`).
     pub status: SendStatus,
+    /// Why a `Skipped` row is skipped (its `last_error`: `global_cap`); `None`
+    /// for the others.
+    pub reason: Option<&'static str>,
 }
 
 /// A claimed row, with what a channel needs to send it.
@@ -298,6 +302,9 @@ pub struct HistoryEntry {
     pub occurrence: String,
     /// A control-group row (counts for `per_member`, not for the global cap).
     pub holdout: bool,
+    /// Settled without a send (skipped, dead): the occurrence is decided and
+    /// counts for no cap.
+    pub skipped: bool,
 }
 
 /// Member totals.
@@ -807,14 +814,16 @@ impl Store {
         lease: chrono::Duration,
         limit: i64,
     ) -> Result<Vec<ClaimedSend>> {
-        self.claim_due_within(owner, now, chrono::Duration::zero(), lease, limit).await
+        self.claim_due_within(owner, now, chrono::Duration::zero(), lease, limit, &[]).await
     }
 
     /// [`Store::claim_due`], also taking pending rows that fall due (first
     /// attempt or retry) within `ahead` of `now`, in order of
     /// [`ClaimedSend::not_before`]: the dispatcher holds them and fires each at
     /// its instant, so the claim's round trip is not part of its lateness. Leases
-    /// still expire against `now` only.
+    /// still expire against `now` only. Rows of the campaigns in `exclude` are
+    /// left alone (the dispatcher already holds enough of them: they wait for
+    /// their campaign's rate limit).
     pub async fn claim_due_within(
         &self,
         owner: &str,
@@ -822,6 +831,7 @@ impl Store {
         ahead: chrono::Duration,
         lease: chrono::Duration,
         limit: i64,
+        exclude: &[String],
     ) -> Result<Vec<ClaimedSend>> {
         if limit <= 0 {
             return Ok(Vec::new());
@@ -833,7 +843,8 @@ impl Store {
             now,
             due_by,
             now + lease,
-            limit
+            limit,
+            exclude
         )
         .await)
     }
@@ -876,8 +887,9 @@ impl Store {
             .collect()
     }
 
-    /// Sent, pending, claimed and holdout rows of these members due at or after
-    /// `since` (frequency caps, occurrences already recorded).
+    /// Every row of these members due at or after `since` (frequency caps,
+    /// occurrences already recorded or decided: skipped and dead rows settle an
+    /// occurrence and count for no cap).
     pub async fn send_history(
         &self,
         member_ids: &[i64],
@@ -901,6 +913,16 @@ impl Store {
     pub async fn set_campaign_paused(&self, campaign_id: &str, paused: bool) -> Result<()> {
         dispatch!(self, |pool, backend| backend::set_campaign_paused(pool, campaign_id, paused)
             .await)
+    }
+
+    /// When this ledger first saw each of `campaign_ids`, recording `now` for the
+    /// ones it had not seen (replicas agree: the first to record wins).
+    pub async fn first_seen(
+        &self,
+        campaign_ids: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<String, DateTime<Utc>>> {
+        dispatch!(self, |pool, backend| backend::first_seen(pool, campaign_ids, now).await)
     }
 
     /// Records the content hash of a campaign's last loaded file.

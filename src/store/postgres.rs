@@ -728,6 +728,7 @@ pub(super) async fn insert_sends(
         let mut variant = Vec::with_capacity(chunk.len());
         let mut text = Vec::with_capacity(chunk.len());
         let mut status = Vec::with_capacity(chunk.len());
+        let mut reason = Vec::with_capacity(chunk.len());
         for send in chunk {
             campaign.push(send.campaign_id.as_str());
             occurrence.push(send.occurrence.as_str());
@@ -738,6 +739,7 @@ pub(super) async fn insert_sends(
             variant.push(send.variant.as_str());
             text.push(send.text.as_str());
             status.push(send.status.as_str());
+            reason.push(send.reason);
         }
         loop {
             let mut tx = pool.begin().await?;
@@ -759,13 +761,13 @@ pub(super) async fn insert_sends(
             };
             let statement = format!(
                 "INSERT INTO sends (campaign_id, occurrence, member_id, due_at, \
-                   next_attempt_at, channel, lang, variant, text, status) \
+                   next_attempt_at, channel, lang, variant, text, status, last_error) \
                  SELECT v.campaign_id, v.occurrence, v.member_id, v.due_at, v.due_at, \
-                   v.channel, v.lang, v.variant, v.text, v.status \
+                   v.channel, v.lang, v.variant, v.text, v.status, v.reason \
                  FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::timestamptz[], \
-                   $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+                   $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) \
                    AS v(campaign_id, occurrence, member_id, due_at, channel, lang, variant, \
-                   text, status) {} {}",
+                   text, status, reason) {} {}",
                 if members_checked {
                     "WHERE EXISTS (SELECT 1 FROM members m WHERE m.id = v.member_id)"
                 } else {
@@ -783,6 +785,7 @@ pub(super) async fn insert_sends(
                 .bind(&variant)
                 .bind(&text)
                 .bind(&status)
+                .bind(&reason)
                 .execute(&mut *tx)
                 .await;
             match result {
@@ -857,6 +860,7 @@ pub(super) async fn claim_due(
     due_by: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
+    exclude: &[String],
 ) -> Result<Vec<ClaimedSend>> {
     // One statement: lock due rows no other replica holds, claim them (or skip
     // them when the member opted out), and return what a channel needs. Pending and
@@ -869,11 +873,13 @@ pub(super) async fn claim_due(
            SELECT id, due_at FROM sends \
            WHERE status = 'pending' AND due_at <= $5 AND next_attempt_at <= $5 \
            AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
+           AND NOT (campaign_id = ANY($6::text[])) \
            ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
          expired AS ( \
            SELECT id, due_at FROM sends \
            WHERE status = 'claimed' AND lease_expires_at < $3 \
            AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
+           AND NOT (campaign_id = ANY($6::text[])) \
            ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
          picked AS ( \
            SELECT id FROM (SELECT id, due_at FROM due UNION ALL SELECT id, due_at FROM expired) u \
@@ -895,6 +901,7 @@ pub(super) async fn claim_due(
     .bind(now)
     .bind(limit)
     .bind(due_by)
+    .bind(exclude)
     .fetch_all(pool)
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());
@@ -1018,7 +1025,7 @@ pub(super) async fn send_history(
 ) -> Result<Vec<HistoryEntry>> {
     let rows = sqlx::query(
         "SELECT campaign_id, member_id, due_at, occurrence, status FROM sends \
-         WHERE status IN ('sent', 'pending', 'claimed', 'holdout') AND due_at >= $1 \
+         WHERE due_at >= $1 \
            AND member_id = ANY($2) ORDER BY member_id, due_at",
     )
     .bind(since)
@@ -1033,6 +1040,7 @@ pub(super) async fn send_history(
                 due_at: row.try_get(2)?,
                 occurrence: row.try_get(3)?,
                 holdout: row.try_get::<&str, _>(4)? == "holdout",
+                skipped: matches!(row.try_get::<&str, _>(4)?, "skipped" | "dead"),
             })
         })
         .collect()
@@ -1062,6 +1070,25 @@ pub(super) async fn set_campaign_paused(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+pub(super) async fn first_seen(
+    pool: &PgPool,
+    campaign_ids: &[&str],
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, DateTime<Utc>>> {
+    sqlx::query(
+        "INSERT INTO campaign_seen (campaign_id, first_seen_at) \
+         SELECT id, $2 FROM UNNEST($1::text[]) AS ids(id) \
+         ON CONFLICT (campaign_id) DO NOTHING",
+    )
+    .bind(campaign_ids)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    let rows =
+        sqlx::query("SELECT campaign_id, first_seen_at FROM campaign_seen").fetch_all(pool).await?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
 }
 
 pub(super) async fn set_campaign_hash(

@@ -461,12 +461,12 @@ pub(super) async fn member_counts(pool: &SqlitePool) -> Result<MemberCounts> {
 }
 
 /// The ledger columns a batch's rows mostly share (campaign, occurrence,
-/// channel, language, variant, status): a statement binds each distinct tuple
+/// channel, language, variant, status, skip reason): a statement binds each distinct tuple
 /// once and each row binds only its own columns and the tuple's index.
-type SharedColumns<'a> = [&'a str; 6];
+type SharedColumns<'a> = [&'a str; 7];
 
-/// Columns bound per distinct [`SharedColumns`] tuple (its index and the six).
-const SHARED_COLUMNS: usize = 7;
+/// Columns bound per distinct [`SharedColumns`] tuple (its index and the seven).
+const SHARED_COLUMNS: usize = 8;
 
 /// Columns bound per ledger row (tuple index, member, due time, text).
 const OWN_COLUMNS: usize = 4;
@@ -492,6 +492,7 @@ pub(super) async fn insert_sends(pool: &SqlitePool, sends: &[&NewSend]) -> Resul
                     send.lang.as_str(),
                     send.variant.as_str(),
                     send.status.as_str(),
+                    send.reason.unwrap_or(""),
                 ];
                 let index = shared.iter().position(|known| *known == tuple).unwrap_or_else(|| {
                     shared.push(tuple);
@@ -509,9 +510,9 @@ pub(super) async fn insert_sends(pool: &SqlitePool, sends: &[&NewSend]) -> Resul
         });
         query.push(
             ") INSERT INTO sends (campaign_id, occurrence, member_id, due_at, next_attempt_at, \
-             channel, lang, variant, text, status) \
+             channel, lang, variant, text, status, last_error) \
              SELECT s.column2, s.column3, v.column2, v.column3, v.column3, s.column4, s.column5, \
-             s.column6, v.column4, s.column7 FROM (",
+             s.column6, v.column4, s.column7, NULLIF(s.column8, '') FROM (",
         );
         query.push_values(chunk.iter().zip(&tuple_of), |mut row, (send, tuple)| {
             row.push_bind(*tuple)
@@ -537,6 +538,7 @@ pub(super) async fn claim_due(
     due_by: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
+    exclude: &[String],
 ) -> Result<Vec<ClaimedSend>> {
     // One statement, so one write transaction. Members who opted out (or were
     // forgotten) get their rows skipped instead of claimed. `INDEXED BY`: without
@@ -557,11 +559,13 @@ pub(super) async fn claim_due(
              SELECT id, due_at FROM (SELECT id, due_at FROM sends INDEXED BY sends_pending \
                WHERE status = 'pending' AND due_at <= ?5 AND next_attempt_at <= ?5 \
                  AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
+                 AND campaign_id NOT IN (SELECT value FROM json_each(?6)) \
                ORDER BY due_at LIMIT ?4) \
              UNION ALL \
              SELECT id, due_at FROM (SELECT id, due_at FROM sends INDEXED BY sends_claimed \
                WHERE status = 'claimed' AND lease_expires_at < ?3 \
                  AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
+                 AND campaign_id NOT IN (SELECT value FROM json_each(?6)) \
                ORDER BY due_at LIMIT ?4) \
            ) ORDER BY due_at LIMIT ?4) \
          RETURNING id, campaign_id, occurrence, member_id, due_at, next_attempt_at, channel, lang, \
@@ -576,6 +580,7 @@ pub(super) async fn claim_due(
     .bind(micros(now))
     .bind(limit)
     .bind(micros(due_by))
+    .bind(serde_json::Value::from(exclude.to_vec()).to_string())
     .fetch_all(pool)
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());
@@ -701,7 +706,7 @@ pub(super) async fn send_history(
     // Ends in `due_at >= `: each caller binds `since` next.
     const SELECT_HISTORY: &str = "SELECT campaign_id, member_id, due_at, occurrence, status \
         FROM sends INDEXED BY sends_key \
-        WHERE status IN ('sent', 'pending', 'claimed', 'holdout') AND due_at >= ";
+        WHERE due_at >= ";
     let entry = |row: &SqliteRow| -> Result<HistoryEntry> {
         Ok(HistoryEntry {
             campaign_id: row.try_get(0)?,
@@ -709,6 +714,7 @@ pub(super) async fn send_history(
             due_at: instant(row.try_get(2)?, "sends")?,
             occurrence: row.try_get(3)?,
             holdout: row.try_get::<&str, _>(4)? == "holdout",
+            skipped: matches!(row.try_get::<&str, _>(4)?, "skipped" | "dead"),
         })
     };
     let (Some(&low), Some(&high)) = (member_ids.iter().min(), member_ids.iter().max()) else {
@@ -773,6 +779,31 @@ pub(super) async fn set_campaign_paused(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+pub(super) async fn first_seen(
+    pool: &SqlitePool,
+    campaign_ids: &[&str],
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, DateTime<Utc>>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for id in campaign_ids {
+        sqlx::query(
+            "INSERT INTO campaign_seen (campaign_id, first_seen_at) VALUES (?1, ?2) \
+             ON CONFLICT (campaign_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let rows = sqlx::query("SELECT campaign_id, first_seen_at FROM campaign_seen")
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, instant(row.try_get(1)?, "campaign_seen")?)))
+        .collect()
 }
 
 pub(super) async fn set_campaign_hash(

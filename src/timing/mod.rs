@@ -177,6 +177,21 @@ pub struct PastSend {
     pub at: DateTime<Utc>,
     /// Recorded for the control group, not sent.
     pub holdout: bool,
+    /// Decided but not sent (skipped by a cap, dead-lettered): the occurrence
+    /// is settled, and it counts for no cap.
+    pub skipped: bool,
+}
+
+impl PastSend {
+    /// Whether it counts for `limits.per_member` (holdouts do).
+    fn counts_for_campaign(&self) -> bool {
+        !self.skipped
+    }
+
+    /// Whether it counts for the global cap (holdouts reach nobody: they do not).
+    fn counts_for_global_cap(&self) -> bool {
+        !self.skipped && !self.holdout
+    }
 }
 
 /// Members' recorded pushes, for caps and to skip occurrences already recorded.
@@ -207,6 +222,22 @@ impl History {
                 occurrence: send.occurrence.clone(),
                 at: send.due_at,
                 holdout: send.holdout,
+                skipped: false,
+            },
+        );
+    }
+
+    /// Records a send the global cap dropped (as the ledger does: a skipped row
+    /// that settles the occurrence and counts for no cap).
+    pub fn record_capped(&mut self, send: &DueSend) {
+        self.insert(
+            send.member_id,
+            PastSend {
+                campaign_id: send.campaign_id.clone(),
+                occurrence: send.occurrence.clone(),
+                at: send.due_at,
+                holdout: send.holdout,
+                skipped: true,
             },
         );
     }
@@ -315,6 +346,11 @@ pub struct PlanBatch {
     pub sends: Vec<DueSend>,
     /// Skipped audience members, in recipient order.
     pub skips: Vec<Skip>,
+    /// The sends the global cap dropped (each also a [`Skip`] with
+    /// [`SkipReason::GlobalCap`]): the daemon records them as skipped ledger
+    /// rows, `simulate` with [`History::record_capped`], so the decision is
+    /// final and the next window does not revisit it.
+    pub capped: Vec<DueSend>,
 }
 
 /// A compiled campaign set. Build once per set ([`Engine::new`]); plan any number
@@ -348,6 +384,9 @@ struct Compiled {
     variant_seed: hash::Seed,
     spread_seed: hash::Seed,
     once_key: Arc<str>,
+    /// When the ledger (or `simulate --from`) first saw the campaign: nothing
+    /// that fell due more than `timing.catch_up` before is planned.
+    first_seen: Option<DateTime<Utc>>,
     /// Crossing day per season year, per city (lazily filled).
     crossings: Mutex<HashMap<i32, CrossingTable>>,
 }
@@ -386,6 +425,14 @@ struct VariantGroup {
     /// (message index, cumulative weight)
     variants: Vec<(usize, u64)>,
     total: u64,
+}
+
+/// A send that falls due after the window, seen only so the global cap can
+/// keep room for it when it has the higher priority.
+#[derive(Debug, Clone, Copy)]
+struct Ahead {
+    priority: i32,
+    due: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -432,8 +479,15 @@ struct CityPlan {
 /// Per plan call, per campaign.
 struct CampaignCtx<'e> {
     compiled: &'e Compiled,
+    /// Occurrences due in `[lo, hi)` are computed: `lo` is the window's start
+    /// less the campaign's `window` (never before `first_seen - catch_up`),
+    /// `hi` the window's end plus the global cap's period (the look-ahead).
     lo: DateTime<Utc>,
     hi: DateTime<Utc>,
+    /// The window `[from, to)`: an occurrence due before `from` is late (only
+    /// the latest one is kept), one due at or after `to` is only looked ahead.
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
     /// Position in `city_plans` per city id (`u32::MAX`: not computed yet).
     city_index: Vec<u32>,
     city_plans: Vec<CityPlan>,
@@ -450,6 +504,18 @@ impl<'g> Engine<'g> {
             campaigns.iter().map(|c| compile(c, geo)).collect::<Result<Vec<_>, Error>>()?;
         let city_values = (0..n_cities).map(|_| OnceLock::new()).collect();
         Ok(Self { geo, config, campaigns, n_cities, city_values })
+    }
+
+    /// Sets when each campaign was first seen (by the ledger, or the start of a
+    /// simulation): an occurrence that fell due before that, less the campaign's
+    /// `catch_up`, is never planned. Campaigns `first_seen` gives `None` for are
+    /// not bounded (the engine alone does not know when it was loaded).
+    #[must_use]
+    pub fn with_first_seen(mut self, first_seen: impl Fn(&str) -> Option<DateTime<Utc>>) -> Self {
+        for compiled in &mut self.campaigns {
+            compiled.first_seen = first_seen(&compiled.id);
+        }
+        self
     }
 
     /// The compiled campaigns, in the order given.
@@ -477,8 +543,16 @@ impl<'g> Engine<'g> {
         for recipient in recipients {
             let start = batch.sends.len();
             let mut member_lang = MemberLang::default();
+            scratch.ahead.clear();
             for ctx in &mut ctxs {
-                self.plan_member(ctx, recipient, &mut member_lang, history, &mut batch);
+                self.plan_member(
+                    ctx,
+                    recipient,
+                    &mut member_lang,
+                    history,
+                    &mut batch,
+                    &mut scratch.ahead,
+                );
             }
             if let Some(cap) = self.config.global_cap
                 && batch.sends.len() > start
@@ -495,7 +569,15 @@ impl<'g> Engine<'g> {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> CampaignCtx<'e> {
-        let lo = from - compiled.campaign.timing.window.max(Duration::zero());
+        let timing = &compiled.campaign.timing;
+        let mut lo = from - timing.window.max(Duration::zero());
+        if let Some(seen) = compiled.first_seen {
+            lo = lo.max(seen - timing.catch_up.max(Duration::zero()));
+        }
+        // The global cap decides over its whole period: sends up to one period
+        // after the window are computed (not planned) so a later, higher-priority
+        // send keeps its room (the same decision whatever the window).
+        let hi = to + self.config.global_cap.map_or(Duration::zero(), |cap| cap.per);
         let mut crossings = Vec::new();
         if matches!(compiled.trigger, CompiledTrigger::Climate { .. }) {
             let mut cache = compiled.crossings.lock().unwrap_or_else(|e| e.into_inner());
@@ -512,7 +594,9 @@ impl<'g> Engine<'g> {
         CampaignCtx {
             compiled,
             lo,
-            hi: to,
+            hi,
+            from,
+            to,
             city_index: vec![u32::MAX; self.n_cities],
             city_plans: Vec::new(),
             zones: HashMap::new(),
@@ -528,6 +612,7 @@ impl<'g> Engine<'g> {
         member_lang: &mut MemberLang,
         history: &History,
         batch: &mut PlanBatch,
+        ahead: &mut Vec<Ahead>,
     ) {
         let compiled = ctx.compiled;
         let audience = &compiled.campaign.audience;
@@ -606,7 +691,10 @@ impl<'g> Engine<'g> {
             return skip(batch, SkipReason::OptedOut);
         }
         let past = history.sends(recipient.member_id);
-        let mut counted = past.iter().filter(|p| *p.campaign_id == *compiled.id).count() as u64;
+        let mut counted = past
+            .iter()
+            .filter(|p| *p.campaign_id == *compiled.id && p.counts_for_campaign())
+            .count() as u64;
         // Own language, then the city's dialect (each along its truncation chain),
         // then the same primary language, then the default.
         let member_tag = member_lang.get(member);
@@ -618,6 +706,26 @@ impl<'g> Engine<'g> {
             .or(compiled.default_group);
         for occ in occs.iter() {
             if past.iter().any(|p| *p.campaign_id == *compiled.id && p.occurrence == occ.key) {
+                continue;
+            }
+            if occ.due >= ctx.to {
+                // Looked ahead for the global cap only (decided in its own window):
+                // what would be sent then, without skips or rendering.
+                let capped = compiled
+                    .campaign
+                    .limits
+                    .per_member
+                    .is_some_and(|cap| counted >= u64::from(cap));
+                if capped || group.is_none() {
+                    continue;
+                }
+                counted += 1;
+                let holdout = audience.holdout > 0.0
+                    && compiled.holdout_seed.unit(&member.external_id) < audience.holdout;
+                if !holdout {
+                    let due = self.spread_due(compiled, occ.due, tz, &member.external_id);
+                    ahead.push(Ahead { priority: compiled.campaign.priority, due });
+                }
                 continue;
             }
             let occ_skip = |batch: &mut PlanBatch, reason| {
@@ -654,14 +762,7 @@ impl<'g> Engine<'g> {
             let holdout = audience.holdout > 0.0
                 && compiled.holdout_seed.unit(&member.external_id) < audience.holdout;
             counted += 1;
-            let timing = &compiled.campaign.timing;
-            let due_at = match timing.spread {
-                Some(spread) => {
-                    let share = compiled.spread_seed.unit(&member.external_id);
-                    spread_out(occ.due, spread, share, tz, timing.quiet_hours.as_ref())
-                }
-                None => occ.due,
-            };
+            let due_at = self.spread_due(compiled, occ.due, tz, &member.external_id);
             batch.sends.push(DueSend {
                 campaign_id: compiled.id.clone(),
                 member_id: recipient.member_id,
@@ -675,6 +776,25 @@ impl<'g> Engine<'g> {
                 text,
                 holdout,
             });
+        }
+    }
+
+    /// The member's own instant for an occurrence due at `due` (its share of
+    /// the campaign's `spread`, if any).
+    fn spread_due(
+        &self,
+        compiled: &Compiled,
+        due: DateTime<Utc>,
+        tz: Tz,
+        external_id: &str,
+    ) -> DateTime<Utc> {
+        let timing = &compiled.campaign.timing;
+        match timing.spread {
+            Some(spread) => {
+                let share = compiled.spread_seed.unit(external_id);
+                spread_out(due, spread, share, tz, timing.quiet_hours.as_ref())
+            }
+            None => due,
         }
     }
 
@@ -792,7 +912,7 @@ impl<'g> Engine<'g> {
             }
             CompiledTrigger::Climate { .. } => {}
         }
-        let occs: Arc<[Occ]> = Arc::from(occs);
+        let occs: Arc<[Occ]> = Arc::from(latest_late_only(occs, ctx.from));
         ctx.zones.insert(tz, occs.clone());
         occs
     }
@@ -825,9 +945,15 @@ impl<'g> Engine<'g> {
                 });
             }
         }
-        Arc::from(occs)
+        Arc::from(latest_late_only(occs, ctx.from))
     }
 
+    /// Drops the member's sends that would break the global cap, deciding over
+    /// the cap's whole period: the window's sends (`batch.sends[start..]`) and the
+    /// ones looked ahead (`scratch.ahead`) are kept in order of priority (higher
+    /// first), then instant, then campaign and occurrence, each only if it still
+    /// fits beside the member's recorded pushes and the sends kept before it. A
+    /// dropped send becomes a [`SkipReason::GlobalCap`] skip and a `capped` entry.
     fn apply_global_cap(
         &self,
         cap: GlobalCap,
@@ -844,29 +970,41 @@ impl<'g> Engine<'g> {
                 .find(|c| c.id == send.campaign_id)
                 .map_or(0, |c| c.campaign.priority)
         };
+        // Candidates: `i < sends.len()` is a send of the window, the rest look ahead.
+        let ahead = &scratch.ahead;
+        let key = |i: usize| match sends.get(i) {
+            Some(send) => (priority(send), send.due_at),
+            None => (ahead[i - sends.len()].priority, ahead[i - sends.len()].due),
+        };
         scratch.order.clear();
         scratch.order.extend((0..sends.len()).filter(|&i| !sends[i].holdout));
+        scratch.order.extend(sends.len()..sends.len() + ahead.len());
         scratch.order.sort_by(|&a, &b| {
-            let (a, b) = (&sends[a], &sends[b]);
-            priority(b)
-                .cmp(&priority(a))
-                .then(a.due_at.cmp(&b.due_at))
-                .then(a.campaign_id.cmp(&b.campaign_id))
-                .then(a.occurrence.cmp(&b.occurrence))
+            let ((pa, da), (pb, db)) = (key(a), key(b));
+            pb.cmp(&pa).then(da.cmp(&db)).then_with(|| match (sends.get(a), sends.get(b)) {
+                (Some(a), Some(b)) => {
+                    a.campaign_id.cmp(&b.campaign_id).then(a.occurrence.cmp(&b.occurrence))
+                }
+                _ => a.cmp(&b),
+            })
         });
         scratch.times.clear();
-        scratch
-            .times
-            .extend(history.sends(recipient.member_id).iter().filter(|p| !p.holdout).map(|p| p.at));
+        scratch.times.extend(
+            history
+                .sends(recipient.member_id)
+                .iter()
+                .filter(|p| p.counts_for_global_cap())
+                .map(|p| p.at),
+        );
         scratch.times.sort_unstable();
         scratch.keep.clear();
         scratch.keep.resize(sends.len(), true);
         for &index in &scratch.order {
-            let at = sends[index].due_at;
+            let at = key(index).1;
             if fits(&scratch.times, at, cap) {
                 let position = scratch.times.partition_point(|t| *t <= at);
                 scratch.times.insert(position, at);
-            } else {
+            } else if index < sends.len() {
                 scratch.keep[index] = false;
             }
         }
@@ -879,11 +1017,12 @@ impl<'g> Engine<'g> {
                 batch.sends.push(send);
             } else {
                 batch.skips.push(Skip {
-                    campaign_id: send.campaign_id,
+                    campaign_id: send.campaign_id.clone(),
                     member_id: send.member_id,
-                    occurrence: Some(send.occurrence),
+                    occurrence: Some(send.occurrence.clone()),
                     reason: SkipReason::GlobalCap,
                 });
+                batch.capped.push(send);
             }
         }
     }
@@ -907,12 +1046,25 @@ impl MemberLang {
     }
 }
 
+/// The catch-up rule: of the occurrences that fell due before the window's
+/// start (`from`), only the latest is kept; a member who arrives late gets at
+/// most one missed push per campaign, never a backlog. `occs` is in due order.
+fn latest_late_only(mut occs: Vec<Occ>, from: DateTime<Utc>) -> Vec<Occ> {
+    let late = occs.partition_point(|occ| occ.due < from);
+    if late > 1 {
+        occs.drain(..late - 1);
+    }
+    occs
+}
+
 /// Bound on one zone's cron occurrences per call (a per-second cron over a year
 /// would otherwise hold millions).
 const MAX_OCCURRENCES_PER_ZONE: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct Scratch {
+    /// The member's sends looked ahead (global cap).
+    ahead: Vec<Ahead>,
     order: Vec<usize>,
     times: Vec<DateTime<Utc>>,
     keep: Vec<bool>,
@@ -1086,6 +1238,7 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
         variant_seed: hash::Seed::new(&campaign.id, "variant"),
         spread_seed: hash::Seed::new(&campaign.id, "spread"),
         once_key: Arc::from("once"),
+        first_seen: None,
         crossings: Mutex::new(HashMap::new()),
     };
     compiled.default_group = compiled.group_for(&lang::normalize(&campaign.default_lang));

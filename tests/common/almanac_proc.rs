@@ -31,7 +31,8 @@ pub fn members_jsonl(count: usize) -> String {
 }
 
 /// A `once` campaign whose local date-time (Asia/Shanghai, Harbin's zone) was ten
-/// minutes ago, inside a one-day window: every member is due at once.
+/// minutes ago, inside a one-day window and a one-hour `catch_up` (it fell due
+/// before the daemon first saw it): every member is due at once.
 pub fn campaign_due_now(id: &str, channel: &str) -> String {
     let local = (Utc::now() - ChronoDuration::minutes(10)).with_timezone(&Shanghai);
     format!(
@@ -49,6 +50,7 @@ trigger = "once"
 date = "{}"
 local_time = "{}"
 window = "1d"
+catch_up = "1h"
 
 [[message]]
 lang = "zh-Hans"

@@ -1,0 +1,8 @@
+-- When this ledger first saw each campaign (on the daemon's clock, in
+-- microseconds since the epoch): the planner never plans an occurrence that fell
+-- due before, less the campaign's `catch_up`, so loading a campaign does not
+-- send last week's push.
+CREATE TABLE campaign_seen (
+    campaign_id   TEXT    PRIMARY KEY,
+    first_seen_at INTEGER NOT NULL
+);
