@@ -438,7 +438,7 @@ impl Core {
                     })
                     .collect();
                 let batch = compiled.engine.plan(&recipients, &history, from, to);
-                for skip in batch.skips.iter().filter(|skip| skip.occurrence.is_some()) {
+                for skip in &batch.skips {
                     self.metrics
                         .plan_skips
                         .with_label_values(&[&skip.campaign_id, skip.reason.as_str()])

@@ -123,7 +123,8 @@ impl Metrics {
         let plan_skips = counter(
             &registry,
             "almanac_plan_skips_total",
-            "Members skipped by the planner, by campaign and reason.",
+            "Skip decisions of the planner, by campaign and reason (a member skipped as a \
+             whole, e.g. unresolved, is counted on every planning pass that covers them).",
             &["campaign", "reason"],
         );
         let retries = counter(
