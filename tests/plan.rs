@@ -94,3 +94,34 @@ fn plan_csv_has_a_header_and_one_line_per_row() {
     );
     assert!(lines.count() > 10);
 }
+
+/// `plan --global-cap` applies the daemon's cap across campaigns: two campaigns
+/// a day apart under one push per week keep the higher priority one.
+#[test]
+fn plan_applies_the_global_cap_by_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    for (id, date, priority) in [("promo", "2027-03-01", 0), ("alert", "2027-03-02", 10)] {
+        std::fs::write(
+            dir.path().join(format!("{id}.toml")),
+            format!(
+                "id = \"{id}\"\nname = \"{id}\"\nchannel = \"log\"\ndefault_lang = \"zh-Hans\"\n\
+                 priority = {priority}\n[timing]\ntrigger = \"once\"\ndate = \"{date}\"\n\
+                 local_time = \"10:00\"\n[[message]]\nlang = \"zh-Hans\"\ntext = \"hi\"\n"
+            ),
+        )
+        .unwrap();
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_almanac"))
+        .current_dir(root())
+        .arg("plan")
+        .arg(dir.path())
+        .args(["--year", "2027", "--format", "json", "--global-cap", "1/7d"])
+        .args(["--members", "data/sample-members.jsonl"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(plan["sends"]["alert"].as_u64().unwrap() > 0, "{}", plan["sends"]);
+    assert_eq!(plan["sends"].get("promo"), None, "{}", plan["sends"]);
+    assert!(plan["skipped"]["promo"]["global_cap"].as_u64().unwrap() > 0, "{}", plan["skipped"]);
+}

@@ -113,3 +113,38 @@ fn simulate_is_deterministic() {
     assert!(first.contains("summary\nautumn-moisturizer-2027: sent "), "{first}");
     assert!(!first.contains("+8613"), "a phone number printed in full");
 }
+
+/// A weekly campaign simulated from a Friday: the Monday before fell due before
+/// the simulation saw the campaign, so it is not printed (it was, dated
+/// 2027-01-04, when the window reached back over it).
+#[test]
+fn simulate_from_a_friday_prints_nothing_that_fell_due_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weekly.toml");
+    std::fs::write(
+        &file,
+        r#"id = "weekly"
+name = "Weekly"
+channel = "log"
+default_lang = "zh-Hans"
+
+[timing]
+trigger = "cron"
+cron = "0 10 * * MON"
+window = "7d"
+
+[[message]]
+lang = "zh-Hans"
+text = "{{ local_date }}"
+"#,
+    )
+    .unwrap();
+    let out = simulate(&file, "2027-01-08", "2027-01-12", "jsonl");
+    let (pushes, _) = pushes(&out);
+    assert!(!pushes.is_empty(), "Monday 2027-01-11 is sent");
+    for push in &pushes {
+        let local = push["local"].as_str().unwrap();
+        assert!(local >= "2027-01-08", "a push dated {local}, before --from 2027-01-08");
+        assert_eq!(push["occurrence"], "2027-01-11T10:00");
+    }
+}

@@ -437,3 +437,87 @@ fn spread_spreads_members_evenly_stably_and_outside_quiet_hours() {
     }
     assert!((9_000..11_000).contains(&moved), "{moved} moved to the morning");
 }
+
+/// `h` o'clock UTC on the day.
+fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    utc(y, m, d) + Duration::hours(i64::from(h))
+}
+
+fn once(y: i32, m: u32, d: u32) -> Trigger {
+    Trigger::Once { at: NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(10, 0, 0).unwrap() }
+}
+
+#[test]
+fn a_late_member_gets_only_the_latest_missed_occurrence() {
+    let geo = Geo::bundled();
+    let mut daily = campaign("daily", cron_daily(0, 10), chrono_tz::UTC);
+    daily.timing.window = Duration::days(7);
+    let engine = Engine::new(&[daily], geo, EngineConfig::default()).unwrap();
+    let members = [member(1)];
+    let recipients = [Recipient { member_id: 1, member: &members[0], place: None }];
+    // The member arrives on 2027-01-08 at noon: seven dailies are inside the
+    // window, one is sent (the latest, 2027-01-08 10:00), then the next on time.
+    let batch = engine.plan(&recipients, &History::new(), at(2027, 1, 8, 12), utc(2027, 1, 10));
+    let due: Vec<DateTime<Utc>> = batch.sends.iter().map(|s| s.due_at).collect();
+    assert_eq!(due, [at(2027, 1, 8, 10), at(2027, 1, 9, 10)]);
+}
+
+#[test]
+fn nothing_that_fell_due_before_the_campaign_was_first_seen_unless_it_catches_up() {
+    let geo = Geo::bundled();
+    let mut weekly =
+        campaign("weekly", Trigger::Cron { expr: "0 10 * * MON".into() }, chrono_tz::UTC);
+    weekly.timing.window = Duration::days(7);
+    let members = [member(1)];
+    let recipients = [Recipient { member_id: 1, member: &members[0], place: None }];
+    // First seen on Friday 2027-01-08: Monday 2027-01-04 10:00 is inside the
+    // window, but fell due before the campaign was seen.
+    let friday = utc(2027, 1, 8);
+    let plan = |campaign: &Campaign| {
+        let engine = Engine::new(std::slice::from_ref(campaign), geo, EngineConfig::default())
+            .unwrap()
+            .with_first_seen(|_| Some(friday));
+        engine.plan(&recipients, &History::new(), friday, utc(2027, 1, 12)).sends
+    };
+    let sends = plan(&weekly);
+    let due: Vec<DateTime<Utc>> = sends.iter().map(|s| s.due_at).collect();
+    assert_eq!(due, [at(2027, 1, 11, 10)], "only the next Monday");
+    // `catch_up = "4d"` asks for what fell due in the four days before.
+    weekly.timing.catch_up = Duration::days(4);
+    let due: Vec<DateTime<Utc>> = plan(&weekly).iter().map(|s| s.due_at).collect();
+    assert_eq!(due, [at(2027, 1, 4, 10), at(2027, 1, 11, 10)]);
+}
+
+#[test]
+fn the_global_cap_decides_over_its_whole_period_whatever_the_window() {
+    // One push per 7 days; `promo` (priority 0) on 2027-03-01, `alert`
+    // (priority 10) on 2027-03-04. Planned a day at a time, `promo` is dropped
+    // when its day is planned, because `alert` needs the room three days later.
+    let tz = chrono_tz::UTC;
+    let geo = Geo::bundled();
+    let promo = campaign("promo", once(2027, 3, 1), tz);
+    let mut alert = campaign("alert", once(2027, 3, 4), tz);
+    alert.priority = 10;
+    let cap = GlobalCap { max: 1, per: Duration::days(7) };
+    let engine = Engine::new(&[promo, alert], geo, EngineConfig { global_cap: Some(cap) }).unwrap();
+    let members = [member(1)];
+    let recipients = [Recipient { member_id: 1, member: &members[0], place: None }];
+    let mut history = History::new();
+    let mut sent = Vec::new();
+    let mut capped = Vec::new();
+    let mut day = utc(2027, 2, 27);
+    while day < utc(2027, 3, 10) {
+        let batch = engine.plan(&recipients, &history, day, day + Duration::days(1));
+        for send in &batch.capped {
+            history.record_capped(send);
+            capped.push(send.campaign_id.to_string());
+        }
+        for send in &batch.sends {
+            history.record(send);
+            sent.push(send.campaign_id.to_string());
+        }
+        day += Duration::days(1);
+    }
+    assert_eq!(sent, ["alert"]);
+    assert_eq!(capped, ["promo"], "the drop is reported once, for the ledger");
+}
