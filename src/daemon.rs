@@ -257,10 +257,15 @@ struct Compiled {
     /// settings, bundled data version): a window planned with another digest is
     /// planned again.
     hash: String,
+    /// Campaigns the engine could not compile (id → why): left out, the others
+    /// plan.
+    rejected: BTreeMap<String, String>,
 }
 
 /// Everything the periodic jobs share.
 struct Core {
+    /// Planning failures, for `/readyz`.
+    health: Arc<crate::health::Health>,
     config: Config,
     store: Store,
     clock: Arc<dyn Clock>,
@@ -302,9 +307,9 @@ impl Core {
         set: &Arc<CampaignSet>,
         paused: &HashSet<String>,
         now: DateTime<Utc>,
-    ) -> Result<Result<Arc<Compiled>, crate::timing::Error>, crate::store::Error> {
+    ) -> Result<Arc<Compiled>, crate::store::Error> {
         if let Some(compiled) = self.cached(set, paused) {
-            return Ok(Ok(compiled));
+            return Ok(compiled);
         }
         let ids: Vec<&str> = set.campaigns.iter().map(|campaign| campaign.id.as_str()).collect();
         let seen = self.store.first_seen(&ids, now).await?;
@@ -316,16 +321,30 @@ impl Core {
         set: &Arc<CampaignSet>,
         paused: &HashSet<String>,
         seen: &HashMap<String, DateTime<Utc>>,
-    ) -> Result<Arc<Compiled>, crate::timing::Error> {
-        let active: Vec<Campaign> = set
+    ) -> Arc<Compiled> {
+        let mut active: Vec<Campaign> = set
             .campaigns
             .iter()
             .filter(|campaign| !paused.contains(&campaign.id))
             .cloned()
             .collect();
         let config = engine_config(&self.config);
-        let engine =
-            Engine::new(&active, self.geo, config)?.with_first_seen(|id| seen.get(id).copied());
+        // A campaign the engine rejects is left out (and reported), not the set.
+        let mut rejected = BTreeMap::new();
+        let engine = loop {
+            match Engine::new(&active, self.geo, config) {
+                Ok(engine) => break engine.with_first_seen(|id| seen.get(id).copied()),
+                Err(error) => {
+                    let id = error.campaign().to_owned();
+                    self.metrics.planning_failures.with_label_values(&[&id]).inc();
+                    tracing::error!(campaign = %id, %error, "The timing engine rejected a campaign; \
+                        it is not planned, the others are.");
+                    active.retain(|campaign| campaign.id != id);
+                    rejected.insert(id, error.to_string());
+                }
+            }
+        };
+        self.health.campaigns_failed(rejected.clone());
         let hash = {
             use sha2::Digest;
             let mut digest = sha2::Sha256::new();
@@ -342,9 +361,35 @@ impl Core {
             hex::encode(digest.finalize())
         };
         let compiled =
-            Arc::new(Compiled { set: set.clone(), paused: paused.clone(), engine, hash });
+            Arc::new(Compiled { set: set.clone(), paused: paused.clone(), engine, hash, rejected });
         *self.compiled.lock().expect("engine cache lock") = Some(compiled.clone());
-        Ok(compiled)
+        compiled
+    }
+
+    /// One planner tick, its failure (an error, or a panic caught here) counted,
+    /// logged and reported to `/readyz` until a tick succeeds again.
+    async fn tick(self: Arc<Self>) {
+        let core = self.clone();
+        let error = match tokio::spawn(async move { core.plan_tick().await }).await {
+            Ok(Ok(_)) => {
+                self.health.planning_ok();
+                return;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(join) if join.is_panic() => {
+                let panic = join.into_panic();
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                format!("the planner panicked: {reason}")
+            }
+            Err(join) => join.to_string(),
+        };
+        self.metrics.planning_failures.with_label_values(&["*"]).inc();
+        self.health.planning_failed(self.clock.now(), &error);
+        tracing::error!(%error, "Planner tick failed; retrying next tick.");
     }
 
     /// One planner tick: unless another replica holds the planner lease, plan
@@ -360,13 +405,7 @@ impl Core {
             .unwrap_or(chrono::Duration::hours(1));
         let paused = paused_campaigns(&self.store).await?;
         let set = self.campaigns.current();
-        let compiled = match self.compiled(&set, &paused, now).await? {
-            Ok(compiled) => compiled,
-            Err(error) => {
-                tracing::error!(%error, "The timing engine rejected the campaigns; not planning.");
-                return Ok(0);
-            }
-        };
+        let compiled = self.compiled(&set, &paused, now).await?;
         let lease = PlannerLease {
             owner: self.owner.clone(),
             clock: self.clock.clone(),
@@ -411,6 +450,7 @@ impl Core {
             set.campaigns.iter().map(|campaign| (campaign.id.as_str(), campaign)).collect();
         let mut summary = Summary::new();
         let mut capped: BTreeMap<Arc<str>, usize> = BTreeMap::new();
+        let mut failed: BTreeMap<String, String> = compiled.rejected.clone();
         // Three stages overlap: the reader fetches the next page of members and their
         // history while the engine plans this one and the writer inserts the last
         // one (pages are disjoint member sets, so reading a page's history before
@@ -438,6 +478,18 @@ impl Core {
                     })
                     .collect();
                 let batch = compiled.engine.plan(&recipients, &history, from, to);
+                for (campaign, reason) in &batch.failures {
+                    if !failed.contains_key(&**campaign) {
+                        self.metrics.planning_failures.with_label_values(&[campaign]).inc();
+                        tracing::error!(
+                            campaign = %campaign,
+                            error = %reason,
+                            "The timing engine failed on a campaign; it is not planned, the \
+                             others are."
+                        );
+                        failed.insert(campaign.to_string(), reason.clone());
+                    }
+                }
                 for skip in &batch.skips {
                     self.metrics
                         .plan_skips
@@ -455,6 +507,7 @@ impl Core {
         drop(rows_tx);
         let complete = joined(reader.await)?;
         let inserted = joined(writer.await)?;
+        self.health.campaigns_failed(failed);
         for (campaign, count) in summary_counts(&summary) {
             self.metrics.planned.with_label_values(&[campaign]).inc_by(count as u64);
         }
@@ -939,6 +992,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         // claimed again.
         dispatch_settings.lease_secs = (dispatch_settings.lease_secs as f64 * demo.speed) as u64;
     }
+    let health = Arc::new(crate::health::Health::new());
     let dispatcher = Dispatcher::new(
         store.clone(),
         channels,
@@ -947,10 +1001,12 @@ pub async fn run(options: Options) -> Result<(), Error> {
         dispatch_settings.config(owner.clone()),
     )
     .with_poll(dispatch_settings.poll())
-    .with_drain_timeout(config.shutdown_grace);
+    .with_drain_timeout(config.shutdown_grace)
+    .with_health(health.clone());
     let dispatcher_handle = dispatcher.handle();
     dispatcher_handle.set_campaign_rates(&campaign_rates(&campaigns.current().campaigns));
     let core = Arc::new(Core {
+        health: health.clone(),
         config: config.clone(),
         store: store.clone(),
         clock: clock.clone(),
@@ -974,6 +1030,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         callback_token,
         clock: clock.clone(),
         geo,
+        health,
     };
     let http_task = tasks.spawn(crate::http::serve(listener, state, http_cancel.clone()));
     let _ = http_task;
@@ -987,11 +1044,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
     // The periodic work.
     let mut scheduler = tokio_cron_scheduler::JobScheduler::new().await?;
     scheduler
-        .add(repeated(config.planner.tick, core.clone(), |core| async move {
-            if let Err(error) = core.plan_tick().await {
-                tracing::error!(%error, "Planner tick failed; retrying next tick.");
-            }
-        })?)
+        .add(repeated(config.planner.tick, core.clone(), |core| async move { core.tick().await })?)
         .await?;
     scheduler
         .add(repeated(gauge_period(&config), core.clone(), |core| async move {
@@ -1023,11 +1076,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
     // hold up READY=1 and systemd's start timeout; the gauges, counted meanwhile,
     // are part of READY's status), then every `planner.tick`.
     let first_tick = core.clone();
-    tokio::spawn(async move {
-        if let Err(error) = first_tick.plan_tick().await {
-            tracing::error!(%error, "Planner tick failed; retrying next tick.");
-        }
-    });
+    tokio::spawn(async move { first_tick.tick().await });
     let status = core.refresh_gauges().await?;
     scheduler.start().await?;
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod delivery;
 pub mod geo;
+pub mod health;
 pub mod http;
 pub mod members;
 pub mod metrics;

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub planned: IntCounterVec,
     /// Members the planner skipped, by campaign and reason.
     pub plan_skips: IntCounterVec,
+    /// Planning failures: a campaign the engine could not plan, or (`campaign="*"`)
+    /// a whole planner tick.
+    pub planning_failures: IntCounterVec,
     /// Retries scheduled by channel and reason.
     pub retries: IntCounterVec,
     /// Dead letters by channel and reason.
@@ -127,6 +130,13 @@ impl Metrics {
              whole, e.g. unresolved, is counted on every planning pass that covers them).",
             &["campaign", "reason"],
         );
+        let planning_failures = counter(
+            &registry,
+            "almanac_planning_failures_total",
+            "Planning failures: per campaign the engine could not plan (a panic, caught), or \
+             campaign=\"*\" for a planner tick that failed (the store, or the planner).",
+            &["campaign"],
+        );
         let retries = counter(
             &registry,
             "almanac_retries_total",
@@ -182,6 +192,7 @@ impl Metrics {
             resolutions,
             planned,
             plan_skips,
+            planning_failures,
             retries,
             dead_letters,
             rate_limit_waits,
@@ -224,6 +235,7 @@ impl Metrics {
         for result in ["ok", "error"] {
             self.reloads.with_label_values(&[result]);
         }
+        self.planning_failures.with_label_values(&["*"]);
     }
 
     /// Starts the per-campaign push counters (every outcome) and the channel
@@ -238,13 +250,14 @@ impl Metrics {
                 self.pushes.with_label_values(&[campaign, channel, outcome]);
             }
             self.planned.with_label_values(&[campaign]);
+            self.planning_failures.with_label_values(&[campaign]);
         }
         for channel in channels {
             self.channel_latency.with_label_values(&[channel]);
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 18] {
+    fn collectors(&self) -> [&dyn Collector; 19] {
         [
             &self.pushes,
             &self.channel_latency,
@@ -257,6 +270,7 @@ impl Metrics {
             &self.resolutions,
             &self.planned,
             &self.plan_skips,
+            &self.planning_failures,
             &self.retries,
             &self.dead_letters,
             &self.rate_limit_waits,

@@ -51,6 +51,7 @@ async fn server() -> Server {
         callback_token: Some(Secret::new(CALLBACK)),
         clock: Arc::new(ManualClock::new(t0())),
         geo: Geo::bundled(),
+        health: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

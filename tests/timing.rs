@@ -521,3 +521,25 @@ fn the_global_cap_decides_over_its_whole_period_whatever_the_window() {
     assert_eq!(sent, ["alert"]);
     assert_eq!(capped, ["promo"], "the drop is reported once, for the ledger");
 }
+
+#[test]
+fn a_campaign_that_panics_is_reported_and_the_others_are_planned() {
+    let geo = Geo::bundled();
+    let healthy = campaign("healthy", cron_daily(0, 10), chrono_tz::UTC);
+    // A window no bound caught: `from - window` overflows (a panic in the engine).
+    let mut broken = campaign("broken", cron_daily(0, 10), chrono_tz::UTC);
+    broken.timing.window = Duration::MAX;
+    let engine = Engine::new(&[broken, healthy], geo, EngineConfig::default()).unwrap();
+    let members = [member(1), member(2)];
+    let recipients: Vec<Recipient<'_>> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Recipient { member_id: i as i64, member: m, place: None })
+        .collect();
+    let batch = engine.plan(&recipients, &History::new(), utc(2027, 5, 1), utc(2027, 5, 3));
+    assert_eq!(batch.sends.len(), 4, "two days for two members of the healthy campaign");
+    assert!(batch.sends.iter().all(|s| &*s.campaign_id == "healthy"));
+    assert_eq!(batch.failures.len(), 1, "{:?}", batch.failures);
+    assert_eq!(&*batch.failures[0].0, "broken");
+    assert!(batch.failures[0].1.contains("overflow"), "{:?}", batch.failures[0].1);
+}

@@ -201,6 +201,7 @@ pub struct Dispatcher {
     poll: Duration,
     drain_timeout: Duration,
     wake: Arc<Notify>,
+    health: Arc<crate::health::Health>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -250,7 +251,14 @@ impl Dispatcher {
             poll: Duration::from_millis(default_poll_ms()),
             drain_timeout: Duration::from_secs(10),
             wake: Arc::new(Notify::new()),
+            health: Arc::default(),
         }
+    }
+
+    /// Reports failing outcome commits to `health` (and their recovery).
+    pub fn with_health(mut self, health: Arc<crate::health::Health>) -> Self {
+        self.health = health;
+        self
     }
 
     /// Sets the idle poll interval (capped at [`MAX_POLL`]).
@@ -306,6 +314,7 @@ impl Dispatcher {
             metrics: self.metrics.clone(),
             owner: owner.clone(),
             give_up: give_up.clone(),
+            health: self.health.clone(),
         };
         let max_batch = self.config.batch.max(self.config.concurrency) * 4;
         let recorder = tokio::spawn(recorder.run(finished, max_batch));
@@ -675,6 +684,7 @@ struct Recorder {
     owner: String,
     /// Fired when the drain times out: a failing write stops retrying.
     give_up: CancellationToken,
+    health: Arc<crate::health::Health>,
 }
 
 impl Recorder {
@@ -757,8 +767,12 @@ impl Recorder {
             }
             .await;
             match result {
-                Ok(recorded) => return Ok(recorded),
+                Ok(recorded) => {
+                    self.health.recording_ok();
+                    return Ok(recorded);
+                }
                 Err(error) => {
+                    self.health.recording_failed(self.clock.now(), &error.to_string());
                     tracing::warn!(
                         %error,
                         rows = outcomes.len(),

@@ -40,6 +40,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Place knowledge, with the `[geo]` settings applied.
     pub geo: &'static crate::geo::Geo,
+    /// Failures the daemon runs through (planning, recording): `/readyz` reports them.
+    pub health: Arc<crate::health::Health>,
 }
 
 impl AppState {
@@ -98,6 +100,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn readyz(State(state): State<AppState>) -> Response {
     if !state.campaigns.is_loaded() {
         return (StatusCode::SERVICE_UNAVAILABLE, "campaigns not loaded\n").into_response();
+    }
+    let problems = state.health.problems();
+    if !problems.is_empty() {
+        return (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n").into_response();
     }
     match state.store.backlog().await {
         Ok(_) => "ready\n".into_response(),

@@ -82,6 +82,7 @@ mod lang;
 mod local;
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Utc};
@@ -133,6 +134,17 @@ pub enum Error {
         #[source]
         source: crate::geo::ResolveError,
     },
+}
+
+impl Error {
+    /// The campaign the error is about.
+    pub fn campaign(&self) -> &str {
+        match self {
+            Self::Template { campaign, .. }
+            | Self::Cron { campaign, .. }
+            | Self::UnknownCity { campaign, .. } => campaign,
+        }
+    }
 }
 
 /// A cap on each member's pushes across all campaigns, in any rolling period
@@ -351,6 +363,20 @@ pub struct PlanBatch {
     /// rows, `simulate` with [`History::record_capped`], so the decision is
     /// final and the next window does not revisit it.
     pub capped: Vec<DueSend>,
+    /// Campaigns that failed (panicked) in this call, with the reason: they
+    /// planned nothing in it; the other campaigns were planned as usual.
+    pub failures: Vec<(Arc<str>, String)>,
+}
+
+impl PlanBatch {
+    fn fail(&mut self, campaign: &Arc<str>, panic: &(dyn std::any::Any + Send)) {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        self.failures.push((campaign.clone(), reason));
+    }
 }
 
 /// A compiled campaign set. Build once per set ([`Engine::new`]); plan any number
@@ -532,27 +558,46 @@ impl<'g> Engine<'g> {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> PlanBatch {
-        let mut ctxs: Vec<CampaignCtx<'_>> = self
+        let mut batch = PlanBatch::default();
+        // A campaign that panics (a bug, or a value no bound caught) is planned no
+        // further in this call and reported in `failures`; the others go on.
+        let mut ctxs: Vec<Option<CampaignCtx<'_>>> = self
             .campaigns
             .iter()
             .filter(|c| c.campaign.enabled)
-            .map(|compiled| self.context(compiled, from, to))
+            .map(|compiled| {
+                let ctx =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| self.context(compiled, from, to)));
+                ctx.map_err(|panic| batch.fail(&compiled.id, &*panic)).ok()
+            })
             .collect();
-        let mut batch = PlanBatch::default();
         let mut scratch = Scratch::default();
         for recipient in recipients {
-            let start = batch.sends.len();
+            let mut start = batch.sends.len();
             let mut member_lang = MemberLang::default();
             scratch.ahead.clear();
-            for ctx in &mut ctxs {
-                self.plan_member(
-                    ctx,
-                    recipient,
-                    &mut member_lang,
-                    history,
-                    &mut batch,
-                    &mut scratch.ahead,
-                );
+            for slot in &mut ctxs {
+                let Some(ctx) = slot else { continue };
+                let planned = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    self.plan_member(
+                        ctx,
+                        recipient,
+                        &mut member_lang,
+                        history,
+                        &mut batch,
+                        &mut scratch.ahead,
+                    );
+                }));
+                if let Err(panic) = planned {
+                    let id = ctx.compiled.id.clone();
+                    batch.fail(&id, &*panic);
+                    start -=
+                        batch.sends[..start].iter().filter(|send| send.campaign_id == id).count();
+                    batch.sends.retain(|send| send.campaign_id != id);
+                    batch.skips.retain(|skip| skip.campaign_id != id);
+                    batch.capped.retain(|send| send.campaign_id != id);
+                    *slot = None;
+                }
             }
             if let Some(cap) = self.config.global_cap
                 && batch.sends.len() > start
