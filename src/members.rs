@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::geo::{Geo, Place};
@@ -454,7 +454,7 @@ impl<R: Read> Iterator for Rows<R> {
                     .and_then(|text| csv_member(columns, text)),
                 Kind::Jsonl => json_member(bytes),
             };
-            let member = match parsed.and_then(validate) {
+            let member = match parsed.and_then(Member::validated) {
                 Ok(member) => member,
                 Err(reason) => return Some(Err(self.error(row, reason))),
             };
@@ -557,7 +557,17 @@ fn json_member(line: &[u8]) -> Result<Member, String> {
     })
 }
 
-/// Checks and normalizes a member read from a file.
+impl Member {
+    /// The one member rule, for every way in (member files, the admin API, the
+    /// daemon's member file): checks and normalizes the record, or says which
+    /// field is wrong and what was expected. Whatever it accepts every backend
+    /// stores (no NUL character, which PostgreSQL text refuses; instants within
+    /// years 1..=9999).
+    pub fn validated(self) -> Result<Member, String> {
+        validate(self)
+    }
+}
+
 fn validate(mut member: Member) -> Result<Member, String> {
     let trimmed = member.external_id.trim();
     if trimmed.len() != member.external_id.len() {
@@ -578,15 +588,27 @@ fn validate(mut member: Member) -> Result<Member, String> {
     ];
     for (field, value) in sizes {
         if let Some(value) = value {
-            check_size(field, value)?;
+            check_text(field, value)?;
         }
     }
     for tag in &member.tags {
-        check_size("tags", tag)?;
+        check_text("tags", tag)?;
     }
     for (key, value) in &member.attrs {
-        check_size(&format!("attrs.{key}"), key)?;
-        check_size(&format!("attrs.{key}"), value)?;
+        check_text("attrs (a key)", key)?;
+        check_text(&format!("attrs.{key}"), value)?;
+    }
+    for (field, at) in
+        [("opted_out_at", member.opted_out_at), ("last_interaction_at", member.last_interaction_at)]
+    {
+        if let Some(at) = at
+            && !(1..=9999).contains(&at.year())
+        {
+            return Err(format!(
+                "{field}: {at} is outside the years 1 to 9999; expected an RFC 3339 instant \
+                 like 2027-09-14T10:00:00+08:00"
+            ));
+        }
     }
     if let Some(phone) = &member.phone {
         member.phone = Some(normalize_phone(phone)?);
@@ -605,7 +627,12 @@ fn validate(mut member: Member) -> Result<Member, String> {
     Ok(member)
 }
 
-fn check_size(field: &str, value: &str) -> Result<(), String> {
+fn check_text(field: &str, value: &str) -> Result<(), String> {
+    if let Some(at) = value.find('\0') {
+        return Err(format!(
+            "{field} contains a NUL character (\\0) at byte {at}; text fields cannot hold it"
+        ));
+    }
     if value.len() > MAX_FIELD_BYTES {
         return Err(format!(
             "oversize field: {field} is {} bytes; fields are limited to {} KiB",

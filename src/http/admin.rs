@@ -161,6 +161,11 @@ async fn upsert_member(
             ),
         );
     }
+    // The same rule as member files: a wrong field is named, nothing is stored.
+    let member = match member.validated() {
+        Ok(member) => member,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
     let geo = state.geo;
     let resolution = crate::daemon::resolve(geo, &state.metrics, &member);
     let place = resolution.place;
