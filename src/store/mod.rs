@@ -478,24 +478,50 @@ impl Store {
 
     /// Connects without applying migrations.
     pub async fn connect_unmigrated(url: &str) -> Result<Store> {
+        Self::connect_with_pages(url, None).await
+    }
+
+    /// [`Store::connect`] on SQLite with every connection's database capped at
+    /// `max_pages` pages (`PRAGMA max_page_count`): a full disk, reproducibly.
+    pub async fn connect_sqlite_capped(url: &str, max_pages: u32) -> Result<Store> {
+        let store = Self::connect_with_pages(url, Some(max_pages)).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn connect_with_pages(url: &str, max_pages: Option<u32>) -> Result<Store> {
         let backend = if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let mut options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30));
+            if let Some(pages) = max_pages {
+                options = options.pragma("max_page_count", pages.to_string());
+            }
             if !memory {
                 options = options
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal);
             }
-            let pool = SqlitePoolOptions::new()
+            let mut pool = SqlitePoolOptions::new()
                 .max_connections(if memory { 1 } else { 8 })
                 .min_connections(if memory { 1 } else { 0 })
                 .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-                .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
-                .connect_with(options)
-                .await?;
+                .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) });
+            if !memory {
+                // A connection whose transaction failed to commit or roll back (a
+                // full disk: SQLite may already have rolled it back itself) is
+                // closed, never handed out again still inside a transaction. (An
+                // in-memory database lives only as long as its one connection.)
+                pool = pool.after_release(|connection, _| {
+                    Box::pin(async move {
+                        use sqlx::Connection as _;
+                        Ok(!connection.is_in_transaction())
+                    })
+                });
+            }
+            let pool = pool.connect_with(options).await?;
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?;
