@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod duration;
 pub mod delivery;
 pub mod geo;
 pub mod http;

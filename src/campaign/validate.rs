@@ -14,6 +14,7 @@ use super::lang::canonical_lang;
 use super::model::*;
 use super::raw::*;
 use super::{PlaceNames, TEMPLATE_FIELDS};
+use crate::duration::{MAX_SPREAD, MAX_WINDOW};
 
 /// Collects diagnostics for one file.
 pub(crate) struct Checker<'a> {
@@ -141,45 +142,6 @@ fn parse_time(text: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(text, "%H:%M")
         .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
         .ok()
-}
-
-/// Parses a duration: one or more `<number><unit>` with units `d`, `h`, `m`, `s`
-/// (`7d`, `12h`, `30m`, `1d12h`).
-pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
-    let expected = "expected a duration such as `7d`, `12h`, `30m`, `45s` or `1d12h`";
-    if text.is_empty() {
-        return Err(format!("empty duration; {expected}"));
-    }
-    let mut total = chrono::Duration::zero();
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let Ok(n) = number.parse::<i64>() else {
-            return Err(format!("`{text}` is not a duration; {expected}"));
-        };
-        let part = match c {
-            'd' => chrono::Duration::try_days(n),
-            'h' => chrono::Duration::try_hours(n),
-            'm' => chrono::Duration::try_minutes(n),
-            's' => chrono::Duration::try_seconds(n),
-            _ => {
-                return Err(format!(
-                    "unknown unit `{c}` in `{text}`; {expected} (units: d, h, m, s)"
-                ));
-            }
-        };
-        total = part
-            .and_then(|p| total.checked_add(&p))
-            .ok_or_else(|| format!("duration `{text}` is too large"))?;
-        number.clear();
-    }
-    if !number.is_empty() {
-        return Err(format!("`{text}` lacks a unit after `{number}`; {expected}"));
-    }
-    Ok(total)
 }
 
 /// Builds the domain campaign, reporting every problem. Returns `None` when any
@@ -469,24 +431,32 @@ fn time_of_day(checker: &mut Checker<'_>, value: &Spanned<String>, key: &str) ->
     parsed
 }
 
-/// A duration key (`window`, `spread`) that must be longer than zero; `None`
-/// after reporting why not (`example` is the help for a zero or negative one).
+/// A duration key (`window`, `spread`, ...) that must be longer than zero and
+/// at most `max` (the key's bound from [`crate::duration`]); `None` after
+/// reporting why not (`example` is the help for a zero or negative one).
 fn positive_duration(
     checker: &mut Checker<'_>,
     value: &Spanned<String>,
     key: &str,
+    max: std::time::Duration,
     example: &str,
 ) -> Option<chrono::Duration> {
-    match parse_duration(value.get_ref()) {
+    use crate::duration::{self, Error};
+    match duration::parse_chrono(value.get_ref(), max) {
         Ok(duration) if duration > chrono::Duration::zero() => Some(duration),
         Ok(_) => {
             let d = checker.error(value.span(), format!("`{key}` must be longer than zero"));
             help(d, example);
             None
         }
-        Err(message) => {
-            let d = checker.error(value.span(), format!("invalid `{key}`: {message}"));
-            help(d, "durations are `<number><unit>` parts with units d, h, m, s");
+        Err(error @ Error::TooLong { .. }) => {
+            let d = checker.error(value.span(), format!("`{key}` is too long: {error}"));
+            help(d, format!("`{key}` may be at most {}", duration::format(max)));
+            None
+        }
+        Err(error) => {
+            let d = checker.error(value.span(), format!("invalid `{key}`: {error}"));
+            help(d, format!("durations are {}", duration::SYNTAX));
             None
         }
     }
@@ -516,13 +486,13 @@ fn timing(
         )
         .map(|t| trigger(checker, raw, t));
     let window = match &raw.window {
-        Some(window) => positive_duration(checker, window, "window", "e.g. `window = \"7d\"`"),
+        Some(window) => positive_duration(checker, window, "window", MAX_WINDOW, "e.g. `window = \"7d\"`"),
         None => Some(chrono::Duration::days(7)),
     };
     let spread = match &raw.spread {
         Some(spread) => {
             let example = "e.g. `spread = \"10m\"`, or remove it to send all at once";
-            match (positive_duration(checker, spread, "spread", example), window) {
+            match (positive_duration(checker, spread, "spread", MAX_SPREAD, example), window) {
                 (Some(duration), Some(window)) if duration > window => {
                     let d = checker.error(
                         spread.span(),
@@ -1062,15 +1032,6 @@ fn find_identifier(text: &str, word: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("7d").unwrap(), chrono::Duration::days(7));
-        assert_eq!(parse_duration("1d12h").unwrap(), chrono::Duration::hours(36));
-        assert_eq!(parse_duration("30m").unwrap(), chrono::Duration::minutes(30));
-        for bad in ["", "7", "d", "7w", "1.5h", "-1d"] {
-            assert!(parse_duration(bad).is_err(), "{bad} accepted");
-        }
-    }
 
     #[test]
     fn times() {
