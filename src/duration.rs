@@ -189,7 +189,9 @@ mod tests {
             assert!(parse(bad, LONG).is_err(), "{bad:?} accepted");
         }
         assert!(matches!(parse("7y", LONG), Err(Error::UnknownUnit { unit, .. }) if unit == "y"));
-        assert!(matches!(parse("1d12", LONG), Err(Error::MissingUnit { number, .. }) if number == "12"));
+        assert!(
+            matches!(parse("1d12", LONG), Err(Error::MissingUnit { number, .. }) if number == "12")
+        );
     }
 
     proptest::proptest! {
@@ -211,7 +213,12 @@ mod tests {
     #[test]
     fn bounds_hold_whatever_the_digits() {
         assert_eq!(parse("366d", MAX_WINDOW), Ok(MAX_WINDOW));
-        for huge in ["367d", "9999999999999s", "99999999999999999999999999999999999999999w", "1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w"] {
+        for huge in [
+            "367d",
+            "9999999999999s",
+            "99999999999999999999999999999999999999999w",
+            "1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w1w",
+        ] {
             let error = parse(huge, MAX_WINDOW).unwrap_err();
             assert!(matches!(error, Error::TooLong { .. }), "{huge}: {error}");
             assert!(error.to_string().ends_with("longer than the maximum, 366d"), "{error}");

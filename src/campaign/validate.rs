@@ -9,7 +9,7 @@ use std::str::FromStr;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone as _};
 use toml::Spanned;
 
-use super::diagnostic::{Diagnostic, Severity};
+use super::diagnostic::{Diagnostic, LineIndex, Severity};
 use super::lang::canonical_lang;
 use super::model::*;
 use super::raw::*;
@@ -20,6 +20,8 @@ use crate::duration::{MAX_SPREAD, MAX_WINDOW};
 pub(crate) struct Checker<'a> {
     pub(crate) file: &'a Path,
     pub(crate) source: &'a str,
+    /// Line starts of `source`, for every diagnostic's line and column.
+    pub(crate) lines: LineIndex,
     pub(crate) diagnostics: Vec<Diagnostic>,
     /// Keys whose wrong value was already reported and removed: not "missing".
     pub(crate) removed: Vec<String>,
@@ -27,7 +29,8 @@ pub(crate) struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     pub(crate) fn new(file: &'a Path, source: &'a str) -> Self {
-        Checker { file, source, diagnostics: Vec::new(), removed: Vec::new() }
+        let lines = LineIndex::new(source);
+        Checker { file, source, lines, diagnostics: Vec::new(), removed: Vec::new() }
     }
 
     /// The value of a required key, or an error saying it is missing. `table` is
@@ -43,7 +46,15 @@ impl<'a> Checker<'a> {
             let message = format!("missing required key `{key}`");
             let diagnostic = match table {
                 Some(span) => {
-                    Diagnostic::at(Severity::Error, self.file, self.source, span, message)
+                    let at = self.lines.line_col(self.source, span.start);
+                    Diagnostic::at_line_col(
+                        Severity::Error,
+                        self.file,
+                        self.source,
+                        span,
+                        at,
+                        message,
+                    )
                 }
                 None => Diagnostic::whole_file(Severity::Error, self.file, message),
             };
@@ -71,7 +82,9 @@ impl<'a> Checker<'a> {
         span: Range<usize>,
         message: impl Into<String>,
     ) -> &mut Diagnostic {
-        let diagnostic = Diagnostic::at(severity, self.file, self.source, span, message);
+        let at = self.lines.line_col(self.source, span.start);
+        let diagnostic =
+            Diagnostic::at_line_col(severity, self.file, self.source, span, at, message);
         self.diagnostics.push(diagnostic);
         self.diagnostics.last_mut().expect("just pushed")
     }
@@ -486,7 +499,9 @@ fn timing(
         )
         .map(|t| trigger(checker, raw, t));
     let window = match &raw.window {
-        Some(window) => positive_duration(checker, window, "window", MAX_WINDOW, "e.g. `window = \"7d\"`"),
+        Some(window) => {
+            positive_duration(checker, window, "window", MAX_WINDOW, "e.g. `window = \"7d\"`")
+        }
         None => Some(chrono::Duration::days(7)),
     };
     let spread = match &raw.spread {
@@ -837,7 +852,7 @@ fn messages(
         if let (Some(lang), Some(raw_lang)) = (&lang, raw_lang) {
             let key = (lang.clone(), label.clone());
             if let Some(first) = seen.get(&key) {
-                let (line, _) = super::diagnostic::line_col(checker.source, first.start);
+                let (line, _) = checker.lines.line_col(checker.source, first.start);
                 let what = match &label {
                     Some(label) => format!("`{lang}` with label `{label}`"),
                     None => format!("`{lang}`"),
@@ -919,9 +934,12 @@ fn messages(
 /// Instructions a trial render may execute before it is abandoned (no finding).
 const TRIAL_RENDER_FUEL: u64 = 50_000;
 
-/// minijinja's global functions, which templates may call.
-fn template_globals() -> HashSet<String> {
-    minijinja::Environment::new().globals().map(|(name, _)| name.to_string()).collect()
+/// minijinja's global functions, which templates may call (listed once).
+fn template_globals() -> &'static HashSet<String> {
+    static GLOBALS: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(|| {
+        minijinja::Environment::new().globals().map(|(name, _)| name.to_string()).collect()
+    });
+    &GLOBALS
 }
 
 fn check_template(checker: &mut Checker<'_>, text: &Spanned<String>) {
@@ -1031,7 +1049,6 @@ fn find_identifier(text: &str, word: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn times() {
