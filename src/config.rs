@@ -14,6 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 
+use crate::duration;
+
 /// The configuration used when `almanac run` gets no `--config`: SQLite file
 /// `almanac.db` in the working directory, `campaigns/`, the bundled sample
 /// members, the `log` channel, loopback port 9464.
@@ -101,7 +103,7 @@ pub struct Config {
     #[serde(default)]
     pub log_format: LogFormat,
     /// How long a graceful stop waits for in-flight pushes.
-    #[serde(default = "default_shutdown_grace", deserialize_with = "duration")]
+    #[serde(default = "default_shutdown_grace", deserialize_with = "shutdown_grace")]
     pub shutdown_grace: Duration,
     /// Planner cadence.
     #[serde(default)]
@@ -145,10 +147,10 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct PlannerConfig {
     /// How far ahead (on the daemon's clock) due sends are written to the ledger.
-    #[serde(default = "default_horizon", deserialize_with = "duration")]
+    #[serde(default = "default_horizon", deserialize_with = "horizon")]
     pub horizon: Duration,
     /// How often (real time) the planner runs.
-    #[serde(default = "default_tick", deserialize_with = "duration")]
+    #[serde(default = "default_tick", deserialize_with = "tick")]
     pub tick: Duration,
     /// Members read per page.
     #[serde(default = "default_batch")]
@@ -166,7 +168,7 @@ impl Default for PlannerConfig {
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Finished ledger rows (sent, dead, skipped, holdout) older than this are deleted.
-    #[serde(default = "default_retention", deserialize_with = "duration")]
+    #[serde(default = "default_retention", deserialize_with = "retention")]
     pub ledger: Duration,
 }
 
@@ -328,32 +330,20 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h`, `7d` (a whole number and one unit).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number.parse().map_err(|_| {
-        format!("invalid duration {text:?}: expected e.g. \"30s\", \"5m\", \"1h\", \"7d\"")
-    })?;
-    let seconds = match unit {
-        "ms" => return Ok(Duration::from_millis(number)),
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {text:?}: expected one of ms, s, m, h, d"
-            ));
-        }
-    };
-    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+fn shutdown_grace<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    duration::deserialize(deserializer, duration::MAX_SHUTDOWN_GRACE)
 }
 
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
+fn horizon<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    duration::deserialize(deserializer, duration::MAX_HORIZON)
+}
+
+fn tick<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    duration::deserialize(deserializer, duration::MAX_TICK)
+}
+
+fn retention<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    duration::deserialize(deserializer, duration::MAX_RETENTION)
 }
 
 fn instant<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
@@ -431,7 +421,7 @@ mod tests {
     fn bad_duration_points_at_the_value() {
         let text = "[channels.log]\ntype = \"log\"\n[planner]\ntick = \"5 parsecs\"\n";
         let error = Config::parse(text, "a.toml").unwrap_err().to_string();
-        assert!(error.starts_with("a.toml:4:8: invalid duration"), "{error}");
+        assert!(error.starts_with("a.toml:4:8: unknown unit ` parsecs`"), "{error}");
     }
 
     #[test]
@@ -444,11 +434,17 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
-        assert!(parse_duration("7").unwrap_err().contains("unit"));
-        assert!(parse_duration("h").is_err());
+    fn durations_take_the_shared_grammar_and_their_bound() {
+        let base = "[channels.log]\ntype = \"log\"\n[planner]\n";
+        let parse = |planner: &str| Config::parse(&format!("{base}{planner}"), "a.toml");
+        let config = parse("horizon = \"1d12h\"\ntick = \"500ms\"\n").unwrap();
+        assert_eq!(config.planner.horizon, Duration::from_secs(36 * 3600));
+        assert_eq!(config.planner.tick, Duration::from_millis(500));
+        let error = parse("tick = \"9999999999999d\"\n").unwrap_err().to_string();
+        assert!(error.starts_with("a.toml:4:8: "), "{error}");
+        assert!(error.contains("longer than the maximum, 1h"), "{error}");
+        let error = parse("horizon = \"8d\"\n").unwrap_err().to_string();
+        assert!(error.contains("longer than the maximum, 7d"), "{error}");
     }
 
     #[test]

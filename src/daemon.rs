@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -180,9 +180,33 @@ pub fn resolve(geo: &Geo, metrics: &Metrics, member: &crate::members::Member) ->
 }
 
 /// Sends a systemd notification; silently nothing outside systemd.
+///
+/// The send happens on a thread of its own: `sd_notify` blocks while the
+/// notification socket's queue is full (a manager that does not read it), and
+/// that must never stall the runtime's workers. Up to 64 notifications wait;
+/// beyond that they are dropped (a watchdog ping or a status line is superseded
+/// by the next one anyway).
 fn notify(states: &[NotifyState<'_>]) {
-    if let Err(error) = sd_notify::notify(false, states) {
-        tracing::debug!(%error, "sd_notify failed.");
+    static SENDER: OnceLock<std::sync::mpsc::SyncSender<Vec<String>>> = OnceLock::new();
+    let sender = SENDER.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<String>>(64);
+        let spawned = std::thread::Builder::new().name("sd-notify".into()).spawn(move || {
+            for states in receiver {
+                let states: Vec<NotifyState<'_>> =
+                    states.iter().map(|state| NotifyState::Custom(state)).collect();
+                if let Err(error) = sd_notify::notify(false, &states) {
+                    tracing::debug!(%error, "sd_notify failed.");
+                }
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "Cannot start the sd_notify thread; notifications are off.");
+        }
+        sender
+    });
+    let states = states.iter().map(ToString::to_string).collect();
+    if sender.try_send(states).is_err() {
+        tracing::debug!("The notification queue is full; dropping a notification.");
     }
 }
 
@@ -1109,7 +1133,11 @@ pub async fn run(options: Options) -> Result<(), Error> {
         }
     }
 
-    notify(&[NotifyState::Stopping]);
+    // The last one is sent here and now (the process is about to end; blocking
+    // is harmless): it must not wait in the queue behind the exit.
+    if let Err(error) = sd_notify::notify(false, &[NotifyState::Stopping]) {
+        tracing::debug!(%error, "sd_notify failed.");
+    }
     let grace = config.shutdown_grace;
     let drain = async {
         // 1. The producer first.

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
+pub mod duration;
 pub mod geo;
 pub mod health;
 pub mod http;

@@ -159,3 +159,30 @@ fn a_file_named_twice_is_checked_once() {
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert!(stdout(&output).starts_with("checked 4 files:"), "{}", stdout(&output));
 }
+
+/// A file of 16,000 variants of one language: every duplicate is reported, each
+/// at its own line and naming the first one's line (the work is linear in the
+/// file; `benches/campaigns.rs` times it).
+#[test]
+fn sixteen_thousand_duplicate_variants_are_each_reported() {
+    const VARIANTS: usize = 16_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("duplicates.toml");
+    let head = VALID.split("[[message]]").next().unwrap();
+    let mut text = head.to_string();
+    for _ in 0..VARIANTS {
+        text.push_str("[[message]]\nlang = \"en\"\ntext = \"Hello {{ name }}\"\n");
+    }
+    std::fs::write(&path, &text).unwrap();
+    let output = almanac(&["check", "--format", "json", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let diagnostics: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let first_line = head.lines().count() + 2;
+    assert_eq!(diagnostics.len(), VARIANTS - 1);
+    for (i, d) in diagnostics.iter().enumerate() {
+        let message = format!("duplicate message for `en` (first at line {first_line})");
+        assert_eq!(d["message"], message.as_str(), "{d}");
+        assert_eq!(d["line"], first_line + 3 * (i + 1), "{d}");
+        assert_eq!(d["col"], 8, "{d}");
+    }
+}

@@ -215,8 +215,8 @@ fn the_daemon_sends_what_simulate_promises_over_five_months() {
         "the cap drops some of the lower-priority weekly pushes: {promised_skips:?}"
     );
 
-    // The daemon: a demo clock from 2027-07-25 at 500 000 times real time (a
-    // planner tick is about six virtual days; the horizon is thirty).
+    // The daemon: a demo clock from 2027-07-25 at 300 000 times real time (a
+    // planner tick is about three and a half virtual days; the horizon is seven).
     let config = r#"database = "sqlite:almanac.db"
 campaigns_dir = "campaigns"
 members_file = "members.jsonl"
@@ -225,7 +225,7 @@ shutdown_grace = "5s"
 
 [planner]
 tick = "1s"
-horizon = "30d"
+horizon = "7d"
 
 [frequency]
 max = 2
@@ -236,7 +236,7 @@ type = "log"
 
 [demo]
 start = 2027-07-25T00:00:00Z
-speed = 500000.0
+speed = 300000.0
 "#;
     let mut daemon = Daemon::start(config, &CAMPAIGNS, &members);
     let deadline = Instant::now() + Duration::from_secs(180);

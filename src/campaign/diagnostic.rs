@@ -58,9 +58,21 @@ impl Diagnostic {
         span: Range<usize>,
         message: impl Into<String>,
     ) -> Self {
+        let (line, col) = line_col(source, span.start.min(source.len()));
+        Self::at_line_col(severity, file, source, span, (line, col), message)
+    }
+
+    /// [`Diagnostic::at`] with the line and column already known (from a [`LineIndex`]).
+    pub(crate) fn at_line_col(
+        severity: Severity,
+        file: &Path,
+        source: &str,
+        span: Range<usize>,
+        (line, col): (usize, usize),
+        message: impl Into<String>,
+    ) -> Self {
         let start = span.start.min(source.len());
         let end = span.end.clamp(start, source.len());
-        let (line, col) = line_col(source, start);
         Diagnostic {
             severity,
             file: file.to_path_buf(),
@@ -92,17 +104,50 @@ impl Diagnostic {
     }
 }
 
-/// 1-based line and character column of a byte offset.
+/// 1-based line and character column of a byte offset (a scan of the text up
+/// to it: for many offsets of one text, use a [`LineIndex`]).
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    LineIndex::new(&source[..floor_char_boundary(source, offset)]).line_col(source, offset)
+}
+
+/// The largest char boundary at or before `offset` (clamped to the text).
+fn floor_char_boundary(source: &str, offset: usize) -> usize {
     let mut offset = offset.min(source.len());
     while !source.is_char_boundary(offset) {
         offset -= 1;
     }
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col = source[line_start..offset].chars().count() + 1;
-    (line, col)
+    offset
+}
+
+/// Where each line of one text starts, so the line and column of any offset take
+/// a binary search instead of a scan of the text (a file with thousands of
+/// findings stays linear).
+#[derive(Debug)]
+pub(crate) struct LineIndex {
+    /// Byte offset of each line's start, and whether the line is ASCII (its
+    /// column is then a byte difference).
+    lines: Vec<(usize, bool)>,
+}
+
+impl LineIndex {
+    pub(crate) fn new(source: &str) -> Self {
+        let mut lines = Vec::new();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', source.as_bytes()).chain([source.len()]) {
+            lines.push((start, source.as_bytes()[start..end].is_ascii()));
+            start = end + 1;
+        }
+        LineIndex { lines }
+    }
+
+    /// 1-based line and character column of a byte offset of the text indexed.
+    pub(crate) fn line_col(&self, source: &str, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(source, offset);
+        let line = self.lines.partition_point(|(start, _)| *start <= offset).max(1);
+        let (start, ascii) = self.lines[line - 1];
+        let col = if ascii { offset - start } else { source[start..offset].chars().count() };
+        (line, col + 1)
+    }
 }
 
 /// Output formats of `almanac check`.
@@ -249,6 +294,14 @@ mod tests {
         let offset = source.find('x').unwrap();
         assert_eq!(line_col(source, offset), (2, 13));
         assert_eq!(line_col(source, 0), (1, 1));
+        let index = LineIndex::new(source);
+        for offset in 0..=source.len() + 2 {
+            let before = &source[..floor_char_boundary(source, offset)];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let expected = (line, before[start..].chars().count() + 1);
+            assert_eq!(index.line_col(source, offset), expected, "offset {offset}");
+        }
     }
 
     #[test]

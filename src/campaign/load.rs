@@ -168,16 +168,15 @@ fn parse(checker: &mut Checker<'_>) -> Option<RawCampaign> {
     let source = checker.source;
     let (mut root, errors) = DeTable::parse_recoverable(source);
     if !errors.is_empty() {
-        let mut lines_seen = Vec::new();
+        let mut lines_seen = std::collections::HashSet::new();
         for error in errors {
             let span = error.span().unwrap_or(0..0);
             // The recovering parser often reports a mistake twice on its line
             // (`name = = "x"`); the first report is the useful one.
-            let (line, _) = super::diagnostic::line_col(source, span.start);
-            if lines_seen.contains(&line) {
+            let (line, _) = checker.lines.line_col(source, span.start);
+            if !lines_seen.insert(line) {
                 continue;
             }
-            lines_seen.push(line);
             let message = error.message().trim().replace('\n', "; ");
             checker.push(Severity::Error, span, format!("TOML syntax error: {message}")).help =
                 Some("see https://toml.io/en/v1.0.0 for the syntax".to_string());

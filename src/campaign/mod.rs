@@ -24,7 +24,7 @@ pub use lang::canonical_lang;
 pub use model::*;
 pub use places::BundledGazetteer;
 pub use raw::json_schema;
-pub use validate::{channel_may_forbid_marketing, parse_duration};
+pub use validate::channel_may_forbid_marketing;
 
 /// Checks place names against a gazetteer. [`crate::geo::Geo`] implements it
 /// (`almanac check` passes the bundled one through [`BundledGazetteer`]); without one, city and province names

@@ -154,19 +154,20 @@ pub struct RawTiming {
     pub after: Option<Spanned<String>>,
     /// How long an occurrence stays open for late members: `7d`, `12h`, `30m`,
     /// `45s` or a sum such as `1d12h` (default `7d` for `once` and `climate`,
-    /// `1h` for `cron`). A late member gets at most the latest occurrence.
-    #[schemars(with = "Option<String>")]
+    /// `1h` for `cron`; at most `366d`). A late member gets at most the latest
+    /// occurrence.
+    #[schemars(with = "Option<DurationText>")]
     pub window: Option<Spanned<String>>,
     /// How long before the campaign was first seen an occurrence may still be
     /// sent (default: none; at most `window`). Without it, loading a campaign
     /// never sends an occurrence that fell due before it was loaded.
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<DurationText>")]
     pub catch_up: Option<Spanned<String>>,
     /// Deliver over this long instead of at one instant: each member's push
     /// fires at its own instant in `[due, due + spread)`, a fixed share of the
     /// spread taken from a hash of the campaign id and the member's external id
-    /// (same units as `window`, at most `window`; default: none, all at once).
-    #[schemars(with = "Option<String>")]
+    /// (a duration, at most `window` and at most `31d`; default: none, all at once).
+    #[schemars(with = "Option<DurationText>")]
     pub spread: Option<Spanned<String>>,
     /// Local hours in which nothing is sent; may wrap midnight.
     #[schemars(with = "Option<RawQuietHours>")]
@@ -175,6 +176,27 @@ pub struct RawTiming {
     /// or `{ zone = "Asia/Shanghai" }`.
     #[schemars(with = "Option<RawUnresolvedSchema>")]
     pub unresolved: Option<Spanned<toml::Value>>,
+}
+
+/// Schema-only shape of a duration: the grammar of [`crate::duration`] as a
+/// `pattern`, so editors flag `7 days` or `1.5h` as they are typed.
+pub struct DurationText;
+
+impl JsonSchema for DurationText {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": crate::duration::PATTERN,
+        })
+    }
 }
 
 /// The three triggers.

@@ -9,16 +9,19 @@ use std::str::FromStr;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone as _};
 use toml::Spanned;
 
-use super::diagnostic::{Diagnostic, Severity};
+use super::diagnostic::{Diagnostic, LineIndex, Severity};
 use super::lang::canonical_lang;
 use super::model::*;
 use super::raw::*;
 use super::{PlaceNames, TEMPLATE_FIELDS};
+use crate::duration::{MAX_CATCH_UP, MAX_SPREAD, MAX_WINDOW};
 
 /// Collects diagnostics for one file.
 pub(crate) struct Checker<'a> {
     pub(crate) file: &'a Path,
     pub(crate) source: &'a str,
+    /// Line starts of `source`, for every diagnostic's line and column.
+    pub(crate) lines: LineIndex,
     pub(crate) diagnostics: Vec<Diagnostic>,
     /// Keys whose wrong value was already reported and removed: not "missing".
     pub(crate) removed: Vec<String>,
@@ -26,7 +29,8 @@ pub(crate) struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     pub(crate) fn new(file: &'a Path, source: &'a str) -> Self {
-        Checker { file, source, diagnostics: Vec::new(), removed: Vec::new() }
+        let lines = LineIndex::new(source);
+        Checker { file, source, lines, diagnostics: Vec::new(), removed: Vec::new() }
     }
 
     /// The value of a required key, or an error saying it is missing. `table` is
@@ -42,7 +46,15 @@ impl<'a> Checker<'a> {
             let message = format!("missing required key `{key}`");
             let diagnostic = match table {
                 Some(span) => {
-                    Diagnostic::at(Severity::Error, self.file, self.source, span, message)
+                    let at = self.lines.line_col(self.source, span.start);
+                    Diagnostic::at_line_col(
+                        Severity::Error,
+                        self.file,
+                        self.source,
+                        span,
+                        at,
+                        message,
+                    )
                 }
                 None => Diagnostic::whole_file(Severity::Error, self.file, message),
             };
@@ -70,7 +82,9 @@ impl<'a> Checker<'a> {
         span: Range<usize>,
         message: impl Into<String>,
     ) -> &mut Diagnostic {
-        let diagnostic = Diagnostic::at(severity, self.file, self.source, span, message);
+        let at = self.lines.line_col(self.source, span.start);
+        let diagnostic =
+            Diagnostic::at_line_col(severity, self.file, self.source, span, at, message);
         self.diagnostics.push(diagnostic);
         self.diagnostics.last_mut().expect("just pushed")
     }
@@ -141,45 +155,6 @@ fn parse_time(text: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(text, "%H:%M")
         .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
         .ok()
-}
-
-/// Parses a duration: one or more `<number><unit>` with units `d`, `h`, `m`, `s`
-/// (`7d`, `12h`, `30m`, `1d12h`).
-pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
-    let expected = "expected a duration such as `7d`, `12h`, `30m`, `45s` or `1d12h`";
-    if text.is_empty() {
-        return Err(format!("empty duration; {expected}"));
-    }
-    let mut total = chrono::Duration::zero();
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let Ok(n) = number.parse::<i64>() else {
-            return Err(format!("`{text}` is not a duration; {expected}"));
-        };
-        let part = match c {
-            'd' => chrono::Duration::try_days(n),
-            'h' => chrono::Duration::try_hours(n),
-            'm' => chrono::Duration::try_minutes(n),
-            's' => chrono::Duration::try_seconds(n),
-            _ => {
-                return Err(format!(
-                    "unknown unit `{c}` in `{text}`; {expected} (units: d, h, m, s)"
-                ));
-            }
-        };
-        total = part
-            .and_then(|p| total.checked_add(&p))
-            .ok_or_else(|| format!("duration `{text}` is too large"))?;
-        number.clear();
-    }
-    if !number.is_empty() {
-        return Err(format!("`{text}` lacks a unit after `{number}`; {expected}"));
-    }
-    Ok(total)
 }
 
 /// Builds the domain campaign, reporting every problem. Returns `None` when any
@@ -469,24 +444,32 @@ fn time_of_day(checker: &mut Checker<'_>, value: &Spanned<String>, key: &str) ->
     parsed
 }
 
-/// A duration key (`window`, `spread`) that must be longer than zero; `None`
-/// after reporting why not (`example` is the help for a zero or negative one).
+/// A duration key (`window`, `spread`, ...) that must be longer than zero and
+/// at most `max` (the key's bound from [`crate::duration`]); `None` after
+/// reporting why not (`example` is the help for a zero or negative one).
 fn positive_duration(
     checker: &mut Checker<'_>,
     value: &Spanned<String>,
     key: &str,
+    max: std::time::Duration,
     example: &str,
 ) -> Option<chrono::Duration> {
-    match parse_duration(value.get_ref()) {
+    use crate::duration::{self, Error};
+    match duration::parse_chrono(value.get_ref(), max) {
         Ok(duration) if duration > chrono::Duration::zero() => Some(duration),
         Ok(_) => {
             let d = checker.error(value.span(), format!("`{key}` must be longer than zero"));
             help(d, example);
             None
         }
-        Err(message) => {
-            let d = checker.error(value.span(), format!("invalid `{key}`: {message}"));
-            help(d, "durations are `<number><unit>` parts with units d, h, m, s");
+        Err(error @ Error::TooLong { .. }) => {
+            let d = checker.error(value.span(), format!("`{key}` is too long: {error}"));
+            help(d, format!("`{key}` may be at most {}", duration::format(max)));
+            None
+        }
+        Err(error) => {
+            let d = checker.error(value.span(), format!("invalid `{key}`: {error}"));
+            help(d, format!("durations are {}", duration::SYNTAX));
             None
         }
     }
@@ -524,14 +507,17 @@ fn timing(
         None => format!("{}h, the default", default_window.num_hours()),
     };
     let window = match &raw.window {
-        Some(window) => positive_duration(checker, window, "window", "e.g. `window = \"7d\"`"),
+        Some(window) => {
+            positive_duration(checker, window, "window", MAX_WINDOW, "e.g. `window = \"7d\"`")
+        }
         None => Some(default_window),
     };
     let catch_up = match &raw.catch_up {
         Some(catch_up) => {
             let example = "e.g. `catch_up = \"24h\"`, or remove it to send nothing that fell due \
                            before the campaign was loaded";
-            match (positive_duration(checker, catch_up, "catch_up", example), window) {
+            match (positive_duration(checker, catch_up, "catch_up", MAX_CATCH_UP, example), window)
+            {
                 (Some(duration), Some(window)) if duration > window => {
                     let d = checker.error(
                         catch_up.span(),
@@ -552,7 +538,7 @@ fn timing(
     let spread = match &raw.spread {
         Some(spread) => {
             let example = "e.g. `spread = \"10m\"`, or remove it to send all at once";
-            match (positive_duration(checker, spread, "spread", example), window) {
+            match (positive_duration(checker, spread, "spread", MAX_SPREAD, example), window) {
                 (Some(duration), Some(window)) if duration > window => {
                     let d = checker.error(
                         spread.span(),
@@ -898,7 +884,7 @@ fn messages(
         if let (Some(lang), Some(raw_lang)) = (&lang, raw_lang) {
             let key = (lang.clone(), label.clone());
             if let Some(first) = seen.get(&key) {
-                let (line, _) = super::diagnostic::line_col(checker.source, first.start);
+                let (line, _) = checker.lines.line_col(checker.source, first.start);
                 let what = match &label {
                     Some(label) => format!("`{lang}` with label `{label}`"),
                     None => format!("`{lang}`"),
@@ -980,9 +966,12 @@ fn messages(
 /// Instructions a trial render may execute before it is abandoned (no finding).
 const TRIAL_RENDER_FUEL: u64 = 50_000;
 
-/// minijinja's global functions, which templates may call.
-fn template_globals() -> HashSet<String> {
-    minijinja::Environment::new().globals().map(|(name, _)| name.to_string()).collect()
+/// minijinja's global functions, which templates may call (listed once).
+fn template_globals() -> &'static HashSet<String> {
+    static GLOBALS: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(|| {
+        minijinja::Environment::new().globals().map(|(name, _)| name.to_string()).collect()
+    });
+    &GLOBALS
 }
 
 fn check_template(checker: &mut Checker<'_>, text: &Spanned<String>) {
@@ -1092,16 +1081,6 @@ fn find_identifier(text: &str, word: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("7d").unwrap(), chrono::Duration::days(7));
-        assert_eq!(parse_duration("1d12h").unwrap(), chrono::Duration::hours(36));
-        assert_eq!(parse_duration("30m").unwrap(), chrono::Duration::minutes(30));
-        for bad in ["", "7", "d", "7w", "1.5h", "-1d"] {
-            assert!(parse_duration(bad).is_err(), "{bad} accepted");
-        }
-    }
 
     #[test]
     fn times() {

@@ -154,7 +154,7 @@ impl Error {
 pub struct GlobalCap {
     /// At most this many pushes...
     pub max: u32,
-    /// ...in any period this long (`"7d"`, `"36h"`, `"90m"`, `"30s"`, `"2w"`).
+    /// ...in any period this long (`"7d"`, `"36h"`, `"1d12h"`, `"2w"`; at most 31 days).
     #[serde(with = "duration_text")]
     pub per: Duration,
 }
@@ -1454,56 +1454,27 @@ impl Object for RenderContext {
     }
 }
 
-/// Parses a duration written as a number and a unit: `30s`, `90m`, `36h`, `7d`, `2w`.
+/// Parses a global cap period (`per`, `--global-cap MAX/PER`): the shared
+/// duration grammar ([`crate::duration`]), longer than zero, at most
+/// [`crate::duration::MAX_CAP_PERIOD`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    duration_text::parse(text)
+    match crate::duration::parse_chrono(text, crate::duration::MAX_CAP_PERIOD) {
+        Ok(per) if per > Duration::zero() => Ok(per),
+        Ok(_) => Err(format!("the global cap's period must be longer than zero, found {text:?}")),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
-/// Durations written as a number and a unit: `30s`, `90m`, `36h`, `7d`, `2w`.
+/// The global cap's period as text in the daemon config.
 mod duration_text {
     use chrono::Duration;
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
-
-    pub(super) fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: i64 = number
-            .parse()
-            .map_err(|_| format!("expected a duration like \"7d\" or \"36h\", found {text:?}"))?;
-        let seconds = match unit.trim() {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            "w" => 7 * 86_400,
-            other => {
-                return Err(format!(
-                    "unknown duration unit {other:?} in {text:?} (expected s, m, h, d or w)"
-                ));
-            }
-        };
-        number
-            .checked_mul(seconds)
-            .and_then(Duration::try_seconds)
-            .filter(|d| *d > Duration::zero())
-            .ok_or_else(|| format!("duration {text:?} must be positive and not overflow"))
-    }
 
     pub(super) fn serialize<S: Serializer>(
         value: &Duration,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        let seconds = value.num_seconds();
-        let text = if seconds % 86_400 == 0 {
-            format!("{}d", seconds / 86_400)
-        } else if seconds % 3600 == 0 {
-            format!("{}h", seconds / 3600)
-        } else if seconds % 60 == 0 {
-            format!("{}m", seconds / 60)
-        } else {
-            format!("{seconds}s")
-        };
+        let text = crate::duration::format(value.to_std().unwrap_or_default());
         serializer.serialize_str(&text)
     }
 
@@ -1511,7 +1482,7 @@ mod duration_text {
         deserializer: D,
     ) -> Result<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
-        parse(&text).map_err(D::Error::custom)
+        super::parse_duration(&text).map_err(D::Error::custom)
     }
 }
 
@@ -1526,9 +1497,12 @@ mod tests {
         let unknown = toml::from_str::<GlobalCap>("max = 2\nper = \"7d\"\nburst = 1").unwrap_err();
         assert!(unknown.to_string().contains("unknown field `burst`"), "{unknown}");
         let unit = toml::from_str::<GlobalCap>("max = 2\nper = \"7y\"").unwrap_err();
-        assert!(unit.to_string().contains("unknown duration unit"), "{unit}");
+        assert!(unit.to_string().contains("unknown unit `y`"), "{unit}");
         assert_eq!(parse_duration("36h"), Ok(Duration::hours(36)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::hours(36)));
         assert!(parse_duration("0d").is_err());
+        let long = parse_duration("9999999999999w").unwrap_err();
+        assert!(long.contains("longer than the maximum, 31d"), "{long}");
     }
 
     #[test]
