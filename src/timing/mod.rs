@@ -100,7 +100,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::campaign::{Bound, Campaign, ClimateMetric, Crossing, QuietHours, Trigger, Unresolved};
-use crate::geo::{City, CityId, CityLookupError, Geo, Place, name_key};
+use crate::geo::{City, CityId, Geo, Place, name_key};
 use crate::members::Member;
 
 /// Errors compiling a campaign set.
@@ -265,6 +265,9 @@ pub enum SkipReason {
     /// Climate trigger, but the city has no climate normals nearby (or only a
     /// fallback zone is known).
     NoClimate,
+    /// Climate trigger, but the city's normal never crosses the threshold in the
+    /// season (Lhasa never reaches 17 °C, Sanya never drops below it).
+    NoCrossing,
     /// The member opted out.
     OptedOut,
     /// No message variant fits the member's language and there is no default.
@@ -279,9 +282,10 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Every reason, in a stable order.
-    pub const ALL: [SkipReason; 7] = [
+    pub const ALL: [SkipReason; 8] = [
         Self::Unresolved,
         Self::NoClimate,
+        Self::NoCrossing,
         Self::OptedOut,
         Self::NoVariant,
         Self::RenderFailed,
@@ -294,6 +298,7 @@ impl SkipReason {
         match self {
             Self::Unresolved => "unresolved",
             Self::NoClimate => "no_climate",
+            Self::NoCrossing => "no_crossing",
             Self::OptedOut => "opted_out",
             Self::NoVariant => "no_variant",
             Self::RenderFailed => "render_failed",
@@ -432,6 +437,8 @@ fn spread_out(
 struct CityPlan {
     eligible: bool,
     no_climate: bool,
+    /// Climate seasons (occurrence keys) starting in `[from, to)` without a crossing.
+    no_crossing: Arc<[Arc<str>]>,
     occs: Arc<[Occ]>,
     /// The city's dialect tag.
     tag: Arc<lang::Tag>,
@@ -442,6 +449,7 @@ struct CityPlan {
 /// Per plan call, per campaign.
 struct CampaignCtx<'e> {
     compiled: &'e Compiled,
+    from: DateTime<Utc>,
     lo: DateTime<Utc>,
     hi: DateTime<Utc>,
     /// Position in `city_plans` per city id (`u32::MAX`: not computed yet).
@@ -521,6 +529,7 @@ impl<'g> Engine<'g> {
         }
         CampaignCtx {
             compiled,
+            from,
             lo,
             hi: to,
             city_index: vec![u32::MAX; self.n_cities],
@@ -585,6 +594,14 @@ impl<'g> Engine<'g> {
                 }
                 if plan.no_climate {
                     return skip(batch, SkipReason::NoClimate);
+                }
+                for season in plan.no_crossing.iter() {
+                    batch.skips.push(Skip {
+                        campaign_id: compiled.id.clone(),
+                        member_id: recipient.member_id,
+                        occurrence: Some(season.clone()),
+                        reason: SkipReason::NoCrossing,
+                    });
                 }
                 let (occs, tag) = (plan.occs.clone(), Some((plan.tag.clone(), plan.group)));
                 if tz == city.tz {
@@ -719,14 +736,14 @@ impl<'g> Engine<'g> {
             }
             _ => false,
         };
-        let occs = if !eligible || no_climate {
-            Arc::from(Vec::new())
+        let (occs, no_crossing) = if !eligible || no_climate {
+            (Arc::from(Vec::new()), Arc::from(Vec::new()))
         } else if matches!(compiled.trigger, CompiledTrigger::Climate { .. }) {
-            self.climate_occs(ctx, id, city.tz)
+            (self.climate_occs(ctx, id, city.tz), self.seasons_without_crossing(ctx, id, city.tz))
         } else {
-            self.zone_occs(ctx, city.tz)
+            (self.zone_occs(ctx, city.tz), Arc::from(Vec::new()))
         };
-        CityPlan { eligible, no_climate, occs, tag, group }
+        CityPlan { eligible, no_climate, no_crossing, occs, tag, group }
     }
 
     fn city_zone_occs(&self, ctx: &mut CampaignCtx<'_>, id: CityId, tz: Tz) -> Arc<[Occ]> {
@@ -807,21 +824,13 @@ impl<'g> Engine<'g> {
     /// Climate occurrences of one city in one zone.
     fn climate_occs(&self, ctx: &CampaignCtx<'_>, id: CityId, tz: Tz) -> Arc<[Occ]> {
         let compiled = ctx.compiled;
-        let CompiledTrigger::Climate { metric, crosses, threshold, after, local_time } =
-            &compiled.trigger
-        else {
+        let CompiledTrigger::Climate { local_time, .. } = &compiled.trigger else {
             return Arc::from(Vec::new());
         };
         let quiet = compiled.campaign.timing.quiet_hours.as_ref();
         let mut occs = Vec::new();
         for (year, table) in &ctx.crossings {
-            let day = match table.get(id.0 as usize) {
-                Some(slot) => *slot.get_or_init(|| {
-                    crossing_day(self.geo, id, *year, *metric, *crosses, *threshold, *after)
-                }),
-                None => crossing_day(self.geo, id, *year, *metric, *crosses, *threshold, *after),
-            };
-            let Some(day) = day else { continue };
+            let Some(day) = self.season_crossing(compiled, id, *year, table) else { continue };
             let (due, local) = local::fire_at(tz, day.and_time(*local_time), quiet);
             if ctx.lo <= due && due < ctx.hi && compiled.in_bounds(tz, due) {
                 occs.push(Occ {
@@ -833,6 +842,56 @@ impl<'g> Engine<'g> {
             }
         }
         Arc::from(occs)
+    }
+
+    /// A season's crossing day in a city, cached in the campaign's table.
+    fn season_crossing(
+        &self,
+        compiled: &Compiled,
+        id: CityId,
+        year: i32,
+        table: &CrossingTable,
+    ) -> Option<NaiveDate> {
+        let CompiledTrigger::Climate { metric, crosses, threshold, after, .. } = &compiled.trigger
+        else {
+            return None;
+        };
+        let compute = || crossing_day(self.geo, id, year, *metric, *crosses, *threshold, *after);
+        match table.get(id.0 as usize) {
+            Some(slot) => *slot.get_or_init(compute),
+            None => compute(),
+        }
+    }
+
+    /// The seasons of a city whose search starts (`after` at `local_time`) in
+    /// `[from, to)` and finds no crossing: reported once each, as skips.
+    fn seasons_without_crossing(
+        &self,
+        ctx: &CampaignCtx<'_>,
+        id: CityId,
+        tz: Tz,
+    ) -> Arc<[Arc<str>]> {
+        let compiled = ctx.compiled;
+        let CompiledTrigger::Climate { after, local_time, .. } = &compiled.trigger else {
+            return Arc::from(Vec::new());
+        };
+        let mut seasons = Vec::new();
+        for (year, table) in &ctx.crossings {
+            let Some(start) = NaiveDate::from_ymd_opt(*year, after.0, after.1)
+                .or_else(|| NaiveDate::from_ymd_opt(*year, after.0, after.1.saturating_sub(1)))
+            else {
+                continue;
+            };
+            let (at, _) = local::fire_at(tz, start.and_time(*local_time), None);
+            if ctx.from <= at
+                && at < ctx.hi
+                && compiled.in_bounds(tz, at)
+                && self.season_crossing(compiled, id, *year, table).is_none()
+            {
+                seasons.push(Arc::from(year.to_string()));
+            }
+        }
+        Arc::from(seasons)
     }
 
     fn apply_global_cap(
@@ -1106,28 +1165,14 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
     if !campaign.audience.cities.is_empty() {
         let mut cities = HashSet::new();
         for name in &campaign.audience.cities {
-            match geo.lookup_city(name, None) {
-                Ok((city, _)) => {
-                    cities.insert(city);
-                }
-                // A name several cities share matches members of any of them.
-                Err(CityLookupError::Ambiguous { .. }) => {
-                    let key = name_key(name);
-                    cities.extend(geo.cities().filter_map(|(id, city)| {
-                        let zh = city.name_zh.as_deref().map(name_key);
-                        (name_key(&city.name) == key || zh.as_deref() == Some(key.as_str()))
-                            .then_some(id)
-                    }));
-                }
-                Err(error) => {
-                    return Err(Error::UnknownCity {
-                        campaign: campaign.id.clone(),
-                        what: "audience.cities",
-                        name: name.clone(),
-                        source: crate::geo::ResolveError::Unresolved(vec![error.to_string()]),
-                    });
-                }
-            }
+            // `check` reports a shared name (Suzhou) as an error; so does this.
+            let (city, _) = geo.lookup_city(name, None).map_err(|error| Error::UnknownCity {
+                campaign: campaign.id.clone(),
+                what: "audience.cities",
+                name: name.clone(),
+                source: crate::geo::ResolveError::Unresolved(vec![error.to_string()]),
+            })?;
+            cities.insert(city);
         }
         compiled.cities = Some(cities);
     }
