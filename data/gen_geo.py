@@ -125,6 +125,22 @@ def zh_short(name):
     return name
 
 
+def common_forms(name):
+    """Folded English short forms of a world city's name: without a trailing
+    "City" or a leading "City of" (New York City -> New York), with "Saint" and
+    "St" exchanged (Saint Petersburg -> St Petersburg, St. Petersburg)."""
+    words = name.split()
+    forms = set()
+    if len(words) > 2 and words[-1] == "City":
+        forms.add(" ".join(words[:-1]))
+    if len(words) > 2 and words[:2] == ["City", "of"]:
+        forms.add(" ".join(words[2:]))
+    for saint, st in (("Saint", "St"), ("Saint", "St."), ("St.", "Saint"), ("St", "Saint")):
+        if words and words[0] == saint and len(words) > 1:
+            forms.add(" ".join([st] + words[1:]))
+    return {fold(f) for f in forms}
+
+
 def load(name):
     with open(os.path.join(GN_DATA, name), encoding="utf-8") as f:
         return json.load(f)
@@ -197,8 +213,11 @@ def main():
         zh = zh_names[0] if (zh_names and cc in REGIONS) else ""
         aliases = sorted({a for a in c["alternatenames"] if (cc in REGIONS and is_cjk(a)) or (not is_cjk(a) and a.isascii() and len(a) > 2 and fold(a) != fold(c["name"]) and a[0].isupper())} - {c["name"], zh})
         if cc not in REGIONS:
-            # keep world aliases small: ASCII spellings only, at most 8
-            aliases = aliases[:8]
+            # Keep world aliases small: ASCII spellings only, at most 8, the common
+            # English short forms of the name first (GeoNames' alternate names carry
+            # no language here, so they are recognized by shape).
+            short = common_forms(c["name"])
+            aliases = sorted(aliases, key=lambda a: (fold(a) not in short, a))[:8]
         rows.append(dict(
             gn=c["geonameid"], name=c["name"], zh=zh, prov=prov, prov_zh=prov_zh, cc=cc,
             lat=c["latitude"], lon=c["longitude"], tz=c["timezone"], gn_tz=c["timezone"],

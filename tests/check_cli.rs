@@ -186,3 +186,33 @@ fn sixteen_thousand_duplicate_variants_are_each_reported() {
         assert_eq!(d["col"], 8, "{d}");
     }
 }
+
+#[test]
+fn ambiguous_audience_city_is_an_error_with_its_candidates_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("suzhou.toml");
+    let with_cities = |cities: &str| {
+        VALID.replace("[timing]", &format!("[audience]\ncities = {cities}\n\n[timing]"))
+    };
+    std::fs::write(&path, with_cities(r#"["Harbin", "Suzhou"]"#)).unwrap();
+    let output = almanac(&["check", "--format", "json", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let items: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON output");
+    let items = items.as_array().unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["severity"], "error", "{items:?}");
+    assert_eq!((items[0]["line"].as_u64(), items[0]["col"].as_u64()), (Some(7), Some(21)));
+    let message = format!(
+        "{} {}",
+        items[0]["message"].as_str().unwrap(),
+        items[0]["help"].as_str().unwrap_or("")
+    );
+    for needle in ["Suzhou", "苏州市", "宿州市", "Jiangsu", "Anhui", "\"Suzhou, Jiangsu\""] {
+        assert!(message.contains(needle), "{needle} missing from {message}");
+    }
+    // The forms the message offers are accepted, as are world cities' common names.
+    std::fs::write(&path, with_cities(r#"["Suzhou, Jiangsu", "宿州", "苏州市", "New York"]"#))
+        .unwrap();
+    let output = almanac(&["check", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+}

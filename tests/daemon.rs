@@ -235,3 +235,55 @@ fn ledger(path: &std::path::Path) -> Vec<(String, String, i64, String)> {
         rows.iter().map(|row| (row.get(0), row.get(1), row.get(2), row.get(3))).collect()
     })
 }
+
+/// A climate campaign whose crossing never happens in two of three cities: the
+/// planner counts those members as `no_crossing` skips.
+#[test]
+fn climate_crossings_that_never_happen_are_counted_skips() {
+    let sink = Sink::start(Duration::from_millis(1));
+    let campaign = r#"id = "cool-down"
+name = "Cool-down"
+channel = "sink"
+purpose = "service"
+default_lang = "zh-Hans"
+
+[timing]
+trigger = "climate"
+metric = "mean_temp_c"
+crosses = "below"
+threshold = 17.0
+after = "07-01"
+local_time = "10:00"
+window = "7d"
+
+[[message]]
+lang = "zh-Hans"
+text = "{{ name }}，天气转凉。"
+"#;
+    let members: String = [("lhasa", "拉萨"), ("sanya", "Sanya"), ("harbin", "Harbin")]
+        .iter()
+        .flat_map(|(id, city)| {
+            (1..=3).map(move |i| {
+                format!("{{\"external_id\":\"{id}-{i}\",\"name\":\"会员\",\"city\":\"{city}\"}}\n")
+            })
+        })
+        .collect();
+    // The season's search starts at 10:00 on 1 July in Beijing time, 02:00Z.
+    let config = config(&sink).replace("2027-08-01T01:59:00Z", "2027-07-01T01:59:00Z");
+    let mut daemon = Daemon::start(&config, &[("cool-down.toml", campaign)], &members);
+    let sample = "almanac_plan_skips_total{campaign=\"cool-down\",reason=\"no_crossing\"}";
+    // The watchdog pings must be read (a full NOTIFY_SOCKET blocks the daemon).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while daemon.metric(sample) < 6.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no_crossing skips not counted:\n{}",
+            daemon.log()
+        );
+        daemon.drain_notifications();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(daemon.metric(sample), 6.0, "one skip per member and season");
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(Duration::from_secs(20)).success(), "{}", daemon.log());
+}

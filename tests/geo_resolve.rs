@@ -890,8 +890,17 @@ fn campaign_place_names_are_checked_with_did_you_mean() {
     );
     let error = geo.check_city("Shanghia").unwrap_err();
     assert!(error.contains("did you mean") && error.contains("Shanghai"), "{error}");
-    // A name several cities share is accepted for audiences (campaign/places.rs).
-    assert!(geo.check_city("Suzhou").is_ok());
+    // A name several cities share is an error naming each candidate and the way out.
+    let error = geo.check_city("Suzhou").unwrap_err();
+    assert!(
+        error.contains("苏州市")
+            && error.contains("宿州市")
+            && error.contains("\"Suzhou, Jiangsu\"")
+            && error.contains("\"苏州\""),
+        "{error}"
+    );
+    assert!(geo.check_city("Suzhou, Jiangsu").is_ok() && geo.check_city("Suzhou，安徽").is_ok());
+    assert!(geo.check_city("Suzhou, Guangdong").is_err());
     assert!(geo.check_city("Atlantis").is_err());
     assert!(
         geo.check_province("Guangdong").is_ok()
@@ -910,4 +919,118 @@ fn data_version_changes_with_place_affecting_config() {
     assert!(bundled.data_version().starts_with("geo-"));
     let config: GeoConfig = toml::from_str("[zones]\nXinjiang = \"Asia/Urumqi\"").unwrap();
     assert_ne!(Geo::with_config(config).unwrap().data_version(), bundled.data_version());
+}
+
+#[test]
+fn world_cities_resolve_by_their_common_english_names() {
+    let geo = Geo::bundled();
+    for (name, city, country) in [
+        ("New York", "New York City", "US"),
+        ("new york", "New York City", "US"),
+        ("Ho Chi Minh", "Ho Chi Minh City", "VN"),
+        ("Salt Lake", "Salt Lake City", "US"),
+        ("Mexico City", "Mexico City", "MX"),
+        ("London", "London", "GB"),
+    ] {
+        let id = geo.find_city(name, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((geo.city(id).name.as_str(), geo.city(id).country.as_str()), (city, country));
+    }
+    // A qualified name picks one of several cities, in either script.
+    let jiangsu = geo.find_city("Suzhou, Jiangsu", None).unwrap();
+    assert_eq!(geo.city(jiangsu).name_zh.as_deref(), Some("苏州市"));
+    let anhui = geo.find_city("宿州", None).unwrap();
+    assert_eq!(geo.city(anhui).name_zh.as_deref(), Some("宿州市"));
+}
+
+/// The published monthly means of `data/src/climate-sourced.csv`, by city.
+fn sourced_rows() -> Vec<(String, String, [f64; 12], bool)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/src/climate-sourced.csv");
+    let mut reader = csv::Reader::from_path(path).expect("data/src/climate-sourced.csv");
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let mut t = [0.0; 12];
+            for (m, v) in t.iter_mut().enumerate() {
+                *v = r[col(&format!("t{:02}", m + 1))].parse().unwrap();
+            }
+            let has_rh = !r[col("rh01")].is_empty();
+            (r[col("city_en")].to_string(), r[col("country")].to_string(), t, has_rh)
+        })
+        .collect()
+}
+
+#[test]
+fn climate_rows_agree_with_their_published_source_or_say_unsourced() {
+    let geo = Geo::bundled();
+    let sourced = sourced_rows();
+    assert!(sourced.len() > 400);
+    let mut checked = 0;
+    for row in geo.climate_rows() {
+        let quality = row.quality.as_str();
+        assert!(
+            ["sourced", "temp_sourced", "unsourced"].contains(&quality),
+            "{}: quality {quality:?}",
+            row.name
+        );
+        let city_name = geo
+            .by_geonames_id(row.geonames_id)
+            .map_or(row.name.as_str(), |id| geo.city(id).name.as_str());
+        let matches: Vec<_> = sourced
+            .iter()
+            .filter(|(name, country, _, _)| {
+                *country == row.country
+                    && almanac::geo::name_key(name) == almanac::geo::name_key(city_name)
+            })
+            .collect();
+        if matches.is_empty() {
+            assert_eq!(quality, "unsourced", "{}: no published row, yet {quality}", row.name);
+            continue;
+        }
+        // Several published rows (Xi'an): the one with humidity, a named period, wins.
+        let (_, _, temps, has_rh) = matches.iter().find(|m| m.3).unwrap_or(&matches[0]);
+        checked += 1;
+        assert_ne!(quality, "unsourced", "{} has a published row", row.name);
+        assert_eq!(quality == "sourced", *has_rh || row.rh_pct.is_none(), "{}", row.name);
+        for m in 0..12 {
+            assert!(
+                (row.temp_c[m] - temps[m]).abs() < 0.051,
+                "{} month {}: bundled {} vs published {}",
+                row.name,
+                m + 1,
+                row.temp_c[m],
+                temps[m]
+            );
+        }
+        assert!(
+            row.source.contains("Wikipedia") || row.source.contains("zh.wikipedia"),
+            "{}",
+            row.source
+        );
+    }
+    assert!(checked >= 60, "{checked} rows checked against a published table");
+    let unsourced = geo.climate_rows().iter().filter(|r| r.quality == "unsourced").count();
+    assert!(unsourced > 0 && unsourced < geo.climate_rows().len());
+}
+
+#[test]
+fn resolve_shows_where_the_climate_row_comes_from() {
+    let resolve = |city: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_almanac"))
+            .args(["resolve", city, "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        v["climate"].clone()
+    };
+    let lhasa = resolve("拉萨");
+    assert_eq!(lhasa["quality"], "temp_sourced", "{lhasa}");
+    assert!(lhasa["source"].as_str().unwrap().contains("CC BY-SA 4.0"), "{lhasa}");
+    let macau = resolve("Macau");
+    assert_eq!(macau["quality"], "sourced", "{macau}");
+    let tianjin = resolve("Tianjin");
+    assert_eq!(tianjin["quality"], "unsourced", "{tianjin}");
 }

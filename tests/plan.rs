@@ -125,3 +125,93 @@ fn plan_applies_the_global_cap_by_priority() {
     assert_eq!(plan["sends"].get("promo"), None, "{}", plan["sends"]);
     assert!(plan["skipped"]["promo"]["global_cap"].as_u64().unwrap() > 0, "{}", plan["skipped"]);
 }
+
+/// `almanac plan --format json` of one campaign file over 2027.
+fn plan_file(path: &std::path::Path) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_almanac"))
+        .current_dir(root())
+        .arg("plan")
+        .arg(path)
+        .args(["--year", "2027", "--format", "json"])
+        .output()
+        .expect("run almanac plan");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn example_campaigns_write_simplified_on_the_mainland_and_traditional_in_hk_mo_tw() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("campaigns"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4);
+    let mut wrong = Vec::new();
+    let mut regions_seen = std::collections::BTreeSet::new();
+    for file in &files {
+        let plan = plan_file(file);
+        let rows = plan["rows"].as_array().unwrap();
+        assert!(!rows.is_empty(), "{} plans nothing", file.display());
+        for row in rows {
+            let group = row["group"].as_str().unwrap();
+            let lang = row["lang"].as_str().unwrap();
+            // Groups read "Harbin 哈尔滨市 (CN)".
+            let country = group.rsplit('(').next().unwrap().trim_end_matches(')');
+            let script = match country {
+                "CN" => "hans",
+                "HK" | "MO" | "TW" => "hant",
+                _ => continue,
+            };
+            regions_seen.insert(country.to_string());
+            let has_script = lang.to_ascii_lowercase().split('-').any(|s| s == script);
+            if !has_script {
+                wrong.push(format!("{}: {group} gets {lang}", file.display()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} rows in the wrong script:\n{}", wrong.len(), wrong.join("\n"));
+    for region in ["CN", "HK", "MO", "TW"] {
+        assert!(regions_seen.contains(region), "no example campaign reaches {region}");
+    }
+}
+
+#[test]
+fn climate_crossings_that_never_happen_are_skips_not_silence() {
+    // Lhasa never reaches 17 °C and Sanya never drops below it.
+    let plan: Value = serde_json::from_str(&plan(&["--format", "json"])).unwrap();
+    let skipped = &plan["skipped"]["autumn-moisturizer-2027"];
+    let no_crossing = skipped["no_crossing"].as_u64().unwrap_or(0);
+    assert!(no_crossing >= 2, "skips: {skipped}");
+    assert!(plan["rows"].as_array().unwrap().iter().all(|r| {
+        let group = r["group"].as_str().unwrap();
+        !group.starts_with("Lhasa ") && !group.starts_with("Sanya ")
+    }));
+
+    // The same through `simulate`, for members living there.
+    let dir = tempfile::tempdir().unwrap();
+    let members = dir.path().join("members.jsonl");
+    std::fs::write(
+        &members,
+        r#"{"external_id":"lhasa","name":"L","city":"拉萨","tags":["skincare"]}
+{"external_id":"sanya","name":"S","city":"Sanya","tags":["skincare"]}
+{"external_id":"harbin","name":"H","city":"Harbin","tags":["skincare"]}
+"#,
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_almanac"))
+        .current_dir(root())
+        .args(["simulate", "--from", "2027-06-01", "--to", "2027-12-31", "--format", "jsonl"])
+        .arg("--members")
+        .arg(&members)
+        .arg(moisturizer())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let last = String::from_utf8(output.stdout).unwrap().lines().last().unwrap().to_string();
+    let summary: Value = serde_json::from_str(&last).unwrap();
+    let campaign = &summary["summary"]["autumn-moisturizer-2027"];
+    assert_eq!(campaign["skipped"]["no_crossing"], 2, "{summary}");
+    assert_eq!(campaign["sent"], 1, "{summary}");
+}

@@ -543,3 +543,75 @@ fn a_campaign_that_panics_is_reported_and_the_others_are_planned() {
     assert_eq!(&*batch.failures[0].0, "broken");
     assert!(batch.failures[0].1.contains("overflow"), "{:?}", batch.failures[0].1);
 }
+
+/// A member of `city` (gazetteer name) with an optional language tag.
+fn member_in(geo: &Geo, city: &str, lang: Option<&str>) -> (Member, almanac::geo::Place) {
+    let id = geo.find_city(city, None).unwrap();
+    let place = almanac::geo::Place {
+        city: id,
+        tz: geo.city(id).tz,
+        source: almanac::geo::PlaceSource::Explicit,
+        confidence: 1.0,
+        distance_km: None,
+    };
+    let member = Member {
+        external_id: format!("{city}-{}", lang.unwrap_or("none")),
+        name: Some("M".to_string()),
+        lang: lang.map(str::to_string),
+        ..Member::default()
+    };
+    (member, place)
+}
+
+/// The variant language each (city, member language) gets from a campaign with
+/// these variant tags (the first is the default).
+fn chosen_lang(variants: &[&str], city: &str, lang: Option<&str>) -> String {
+    let geo = Geo::bundled();
+    let mut c = campaign("lang", cron_daily(0, 10), chrono_tz::Asia::Shanghai);
+    c.messages = variants
+        .iter()
+        .map(|tag| Message {
+            lang: tag.to_string(),
+            text: format!("{tag} {{{{ name }}}}"),
+            weight: 1,
+            label: tag.to_string(),
+        })
+        .collect();
+    c.default_lang = variants[0].to_string();
+    let engine = Engine::new(&[c], geo, EngineConfig::default()).unwrap();
+    let (member, place) = member_in(geo, city, lang);
+    let recipients = [Recipient { member_id: 1, member: &member, place: Some(place) }];
+    let batch = engine.plan(&recipients, &History::new(), utc(2027, 5, 1), utc(2027, 5, 2));
+    assert_eq!(batch.sends.len(), 1, "{city} {lang:?}: {:?}", batch.skips);
+    batch.sends[0].lang.to_string()
+}
+
+#[test]
+fn language_fallback_matches_by_language_and_script_not_by_string() {
+    let variants = ["zh-Hans", "zh-Hant", "yue-Hant", "en-US"];
+    // Member `en` <-> variant `en-US`, before the city's dialect.
+    assert_eq!(chosen_lang(&variants, "Harbin", Some("en")), "en-US");
+    // Member `en-GB` -> `en-US` (same language, another region) before the city.
+    assert_eq!(chosen_lang(&variants, "Harbin", Some("en-GB")), "en-US");
+    assert_eq!(chosen_lang(&variants, "Harbin", Some("EN_us")), "en-US");
+    // A variant more general than the member's tag: `en-GB` -> `en`.
+    assert_eq!(chosen_lang(&["zh-Hans", "en", "en-US"], "Harbin", Some("en-GB")), "en");
+    // No member language: the city's dialect, by script. Guangzhou writes
+    // Simplified: Traditional Cantonese is not its language, Simplified Chinese is.
+    assert_eq!(chosen_lang(&variants, "Guangzhou", None), "zh-Hans");
+    assert_eq!(chosen_lang(&variants, "Shenzhen", None), "zh-Hans");
+    assert_eq!(chosen_lang(&variants, "Hong Kong", None), "yue-Hant");
+    assert_eq!(chosen_lang(&variants, "Taipei", None), "zh-Hant");
+    assert_eq!(chosen_lang(&["zh-Hans", "yue-Hant"], "Macau", None), "yue-Hant");
+    // Hong Kong without a Cantonese variant: Traditional Chinese, not the default.
+    assert_eq!(chosen_lang(&["zh-Hans", "zh-Hant"], "Hong Kong", None), "zh-Hant");
+    // A member's `zh` takes the script of where they live.
+    assert_eq!(chosen_lang(&["zh-Hans", "zh-Hant"], "Taipei", Some("zh")), "zh-Hant");
+    assert_eq!(chosen_lang(&["zh-Hant", "zh-Hans"], "Harbin", Some("zh")), "zh-Hans");
+    assert_eq!(chosen_lang(&["zh-Hans", "zh-Hant"], "Harbin", Some("zh-TW")), "zh-Hant");
+    // Mandarin is Chinese (`cmn` = `zh`); an exact tag still wins.
+    assert_eq!(chosen_lang(&["en", "zh-Hans", "cmn-Hans"], "Harbin", None), "cmn-Hans");
+    assert_eq!(chosen_lang(&["en", "zh-Hans"], "Harbin", Some("cmn")), "zh-Hans");
+    // Nothing of the member's language or the city's: the default.
+    assert_eq!(chosen_lang(&["en-US", "zh-Hant"], "Harbin", Some("fr")), "en-US");
+}

@@ -3,7 +3,7 @@
 //! gazetteer of [`crate::geo`].
 
 use super::PlaceNames;
-use crate::geo::{CityLookupError, Geo};
+use crate::geo::Geo;
 
 /// The bundled gazetteer, loaded on first use: checking files that name no place
 /// does not pay for loading it.
@@ -22,12 +22,8 @@ impl PlaceNames for BundledGazetteer {
 
 impl PlaceNames for Geo {
     fn check_city(&self, name: &str) -> Result<(), String> {
-        match self.lookup_city(name, None) {
-            // A name several cities share is still a city name: the audience
-            // matches members of any of them.
-            Ok(_) | Err(CityLookupError::Ambiguous { .. }) => Ok(()),
-            Err(error) => Err(error.to_string()),
-        }
+        // A name several cities share is an error naming each and how to pick one.
+        self.lookup_city(name, None).map(|_| ()).map_err(|error| error.to_string())
     }
 
     fn check_province(&self, name: &str) -> Result<(), String> {

@@ -180,13 +180,19 @@ pub enum CityLookupError {
         /// Where cities of that name are.
         elsewhere: Vec<String>,
     },
-    /// Several cities have that name; give a province.
-    #[error("city {name:?} is ambiguous: {}; give a province", .candidates.join(" or "))]
+    /// Several cities have that name; write the province-qualified or Chinese name.
+    #[error(
+        "city {name:?} is ambiguous: {}; write {}",
+        .candidates.join(" or "),
+        .choices.join(" or ")
+    )]
     Ambiguous {
         /// The name as given.
         name: String,
         /// `Suzhou, Jiangsu (苏州市)`, …
         candidates: Vec<String>,
+        /// How to name each one alone: `"Suzhou, Jiangsu" / "苏州"`, …
+        choices: Vec<String>,
         /// Their ids.
         ids: Vec<CityId>,
     },
@@ -559,13 +565,23 @@ impl Geo {
     /// Finds a city by name with a typed error. A name shared by cities of
     /// different countries resolves to the most populous when it has at least ten
     /// times the people of each other (confidence 0.7); within one country a
-    /// shared name is always [`CityLookupError::Ambiguous`].
+    /// shared name is always [`CityLookupError::Ambiguous`]. Without `province`, a
+    /// name that is no city's may carry one after a comma: `Suzhou, Jiangsu`,
+    /// `苏州，江苏`.
     pub fn lookup_city(
         &self,
         name: &str,
         province: Option<&str>,
     ) -> Result<(CityId, f32), CityLookupError> {
         let key = name_key(name);
+        if province.is_none()
+            && !self.data.names.contains_key(&key)
+            && let Some((city, province)) = name.rsplit_once([',', '，'])
+            && !city.trim().is_empty()
+            && !province.trim().is_empty()
+        {
+            return self.lookup_city(city, Some(province));
+        }
         let matches: &[(u32, bool)] = self.data.names.get(&key).map_or(&[], Vec::as_slice);
         // A city's own name beats another city's alias ("Hong Kong" the city, not
         // the island of that alias); aliases count only when no own name matches.
@@ -611,6 +627,7 @@ impl Geo {
         Err(CityLookupError::Ambiguous {
             name: name.to_string(),
             candidates: candidates.iter().map(|&i| self.describe(i)).collect(),
+            choices: candidates.iter().map(|&i| self.unique_names(i)).collect(),
             ids: candidates.iter().map(|&i| CityId(i)).collect(),
         })
     }
@@ -654,6 +671,20 @@ impl Geo {
         match &c.name_zh {
             Some(zh) => format!("{}, {region} ({zh})", c.name),
             None => format!("{}, {region}", c.name),
+        }
+    }
+
+    /// Names that pick one city: `"Suzhou, Jiangsu" / "苏州"`.
+    fn unique_names(&self, i: u32) -> String {
+        let c = &self.data.cities[i as usize];
+        let region = if c.province.is_empty() { &c.country } else { &c.province };
+        let qualified = format!("{:?}", format!("{}, {region}", c.name));
+        match c.name_zh.as_deref() {
+            Some(zh) => {
+                let short = zh.strip_suffix('市').filter(|s| s.chars().count() >= 2).unwrap_or(zh);
+                format!("{qualified} / {short:?}")
+            }
+            None => qualified,
         }
     }
 

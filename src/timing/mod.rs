@@ -65,14 +65,23 @@
 //!
 //! # Language
 //!
-//! The variant is chosen from the member's own language, else the city's dialect
-//! tag (`City::lang_tag`), each by BCP-47 truncation (`yue-Hant-HK` → `yue-Hant`
-//! → `yue`; at each step a variant tagged exactly so, else an equivalent one),
-//! then the first variant of the member's (else the city's) primary language,
-//! then the campaign's `default_lang`. Tags compare case-insensitively, with
-//! `cmn` ≡ `zh`: a `cmn-Hans` city matches a `zh-Hans` variant, but a variant
-//! tagged exactly `cmn-Hans` wins over a `zh-Hans` one. Variants of the same tag
-//! form an A/B group split by `weight`. Templates render with exactly
+//! The variant is chosen in this order (`lang.rs` has the matching rules):
+//! 1. the member's own language (`Member::lang`);
+//! 2. for a Chinese language (`yue`, `wuu`, …), its written standard `zh` in the
+//!    same script;
+//! 3. the city's dialect tag (`City::lang_tag`);
+//! 4. its written standard (`yue-Hans` → `zh-Hans`);
+//! 5. the campaign's `default_lang`.
+//!
+//! A variant fits a tag when the language (`cmn` ≡ `zh`) and the script agree; a
+//! tag without a script has CLDR's likely one, a member's tag without a region
+//! that of the member's country (`zh` in Taipei is `zh-Hant`). Among fitting
+//! variants: the same tag as written, the same up to `cmn` ≡ `zh`, a more general
+//! one (`en` for `en-GB`), a more specific one (`en-US` for `en`), another region
+//! (`en-US` for `en-GB`), ties in file order. So Guangzhou (`yue-Hans`) never gets
+//! a `yue-Hant` variant and Taipei (`cmn-Hant`) never a `zh-Hans` one, unless it
+//! is the default. Variants of the same tag form an A/B group split by `weight`.
+//! Templates render with exactly
 //! [`crate::campaign::TEMPLATE_FIELDS`], strict about undefined values; a field
 //! the member lacks (no name, no Chinese city name) is undefined, so a template
 //! using it fails to render and the member is skipped with `render_failed`.
@@ -92,7 +101,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::campaign::{Bound, Campaign, ClimateMetric, Crossing, QuietHours, Trigger, Unresolved};
-use crate::geo::{City, CityId, CityLookupError, Geo, Place, name_key};
+use crate::geo::{City, CityId, Geo, Place, name_key};
 use crate::members::Member;
 
 /// Errors compiling a campaign set.
@@ -299,6 +308,9 @@ pub enum SkipReason {
     /// Climate trigger, but the city has no climate normals nearby (or only a
     /// fallback zone is known).
     NoClimate,
+    /// Climate trigger, but the city's normal never crosses the threshold in the
+    /// season (Lhasa never reaches 17 °C, Sanya never drops below it).
+    NoCrossing,
     /// The member opted out.
     OptedOut,
     /// No message variant fits the member's language and there is no default.
@@ -313,9 +325,10 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Every reason, in a stable order.
-    pub const ALL: [SkipReason; 7] = [
+    pub const ALL: [SkipReason; 8] = [
         Self::Unresolved,
         Self::NoClimate,
+        Self::NoCrossing,
         Self::OptedOut,
         Self::NoVariant,
         Self::RenderFailed,
@@ -328,6 +341,7 @@ impl SkipReason {
         match self {
             Self::Unresolved => "unresolved",
             Self::NoClimate => "no_climate",
+            Self::NoCrossing => "no_crossing",
             Self::OptedOut => "opted_out",
             Self::NoVariant => "no_variant",
             Self::RenderFailed => "render_failed",
@@ -400,6 +414,8 @@ struct Compiled {
     template_names: Vec<String>,
     uses_attrs: bool,
     groups: Vec<VariantGroup>,
+    /// The groups' tags, for matching (lang.rs).
+    tags: lang::Variants,
     default_group: Option<usize>,
     countries: Vec<String>,
     provinces: Vec<String>,
@@ -444,8 +460,6 @@ enum Fallback {
 struct VariantGroup {
     /// The tag as written, normalized.
     tag: String,
-    /// The tag's matching key (`cmn` folded into `zh`).
-    key: String,
     lang: Arc<str>,
     lang_value: Value,
     /// (message index, cumulative weight)
@@ -496,10 +510,13 @@ fn spread_out(
 struct CityPlan {
     eligible: bool,
     no_climate: bool,
+    /// Climate seasons (occurrence keys) starting in `[from, to)` without a crossing.
+    no_crossing: Arc<[Arc<str>]>,
     occs: Arc<[Occ]>,
-    tag_key: String,
+    /// The city's dialect tag.
+    tag: Arc<lang::Tag>,
+    /// The variant group for members without a language of their own.
     group: Option<usize>,
-    group_primary: Option<usize>,
 }
 
 /// Per plan call, per campaign.
@@ -574,7 +591,7 @@ impl<'g> Engine<'g> {
         let mut scratch = Scratch::default();
         for recipient in recipients {
             let mut start = batch.sends.len();
-            let mut member_lang = MemberLang::default();
+            let mut member_lang = MemberLang::new(recipient.member);
             scratch.ahead.clear();
             for slot in &mut ctxs {
                 let Some(ctx) = slot else { continue };
@@ -681,7 +698,7 @@ impl<'g> Engine<'g> {
             (None, Fallback::Skip) => return skip(batch, SkipReason::Unresolved),
         };
         let city = city_id.map(|id| self.geo.city(id));
-        let (occs, city_group) = match (city_id, city) {
+        let (occs, city_tag) = match (city_id, city) {
             (Some(city_id), Some(city)) => {
                 let plan = self.city_plan(ctx, city_id);
                 if !plan.eligible {
@@ -698,7 +715,7 @@ impl<'g> Engine<'g> {
                 }
                 if !compiled.languages.is_empty()
                     && !compiled.language_ok(
-                        member_lang.get(member).map_or(plan.tag_key.as_str(), |(_, key)| key),
+                        member_lang.get(Some(&city.country)).map_or(&plan.tag.key, |t| &t.key),
                     )
                 {
                     return;
@@ -706,11 +723,19 @@ impl<'g> Engine<'g> {
                 if plan.no_climate {
                     return skip(batch, SkipReason::NoClimate);
                 }
-                let (occs, group) = (plan.occs.clone(), (plan.group, plan.group_primary));
+                for season in plan.no_crossing.iter() {
+                    batch.skips.push(Skip {
+                        campaign_id: compiled.id.clone(),
+                        member_id: recipient.member_id,
+                        occurrence: Some(season.clone()),
+                        reason: SkipReason::NoCrossing,
+                    });
+                }
+                let (occs, tag) = (plan.occs.clone(), Some((plan.tag.clone(), plan.group)));
                 if tz == city.tz {
-                    (occs, group)
+                    (occs, tag)
                 } else {
-                    (self.city_zone_occs(ctx, city_id, tz), group)
+                    (self.city_zone_occs(ctx, city_id, tz), tag)
                 }
             }
             _ => {
@@ -718,15 +743,15 @@ impl<'g> Engine<'g> {
                     return skip(batch, SkipReason::Unresolved);
                 }
                 if !compiled.languages.is_empty()
-                    && let Some((_, key)) = member_lang.get(member)
-                    && !compiled.language_ok(key)
+                    && let Some(tag) = member_lang.get(None)
+                    && !compiled.language_ok(&tag.key)
                 {
                     return;
                 }
                 if matches!(compiled.trigger, CompiledTrigger::Climate { .. }) {
                     return skip(batch, SkipReason::NoClimate);
                 }
-                (self.zone_occs(ctx, tz), (None, None))
+                (self.zone_occs(ctx, tz), None)
             }
         };
         if occs.is_empty() {
@@ -740,15 +765,13 @@ impl<'g> Engine<'g> {
             .iter()
             .filter(|p| *p.campaign_id == *compiled.id && p.counts_for_campaign())
             .count() as u64;
-        // Own language, then the city's dialect (each along its truncation chain),
-        // then the same primary language, then the default.
-        let member_tag = member_lang.get(member);
-        let group = member_tag
-            .and_then(|(tag, _)| compiled.group_for(tag))
-            .or(city_group.0)
-            .or_else(|| member_tag.and_then(|(_, key)| compiled.group_for_primary(key)))
-            .or(city_group.1)
-            .or(compiled.default_group);
+        // The member's language, then the city's dialect, then the default (lang.rs).
+        let group = match (member_lang.get(city.map(|c| c.country.as_str())), city_tag) {
+            (None, Some((_, group))) => group,
+            (member_tag, city_tag) => {
+                compiled.group_for(member_tag, city_tag.as_ref().map(|(tag, _)| &**tag))
+            }
+        };
         for occ in occs.iter() {
             if past.iter().any(|p| *p.campaign_id == *compiled.id && p.occurrence == occ.key) {
                 continue;
@@ -867,9 +890,8 @@ impl<'g> Engine<'g> {
     fn compute_city_plan(&self, ctx: &mut CampaignCtx<'_>, id: CityId) -> CityPlan {
         let compiled = ctx.compiled;
         let city = self.geo.city(id);
-        let tag_key = lang::key(&city.lang_tag);
-        let group = compiled.group_for(&lang::normalize(&city.lang_tag));
-        let group_primary = compiled.group_for_primary(&tag_key);
+        let tag = Arc::new(lang::Tag::new(&city.lang_tag, Some(&city.country)));
+        let group = compiled.group_for(None, Some(&tag));
         let eligible = compiled.city_eligible(id, city);
         let no_climate = match &compiled.trigger {
             CompiledTrigger::Climate { metric, .. } => {
@@ -877,14 +899,14 @@ impl<'g> Engine<'g> {
             }
             _ => false,
         };
-        let occs = if !eligible || no_climate {
-            Arc::from(Vec::new())
+        let (occs, no_crossing) = if !eligible || no_climate {
+            (Arc::from(Vec::new()), Arc::from(Vec::new()))
         } else if matches!(compiled.trigger, CompiledTrigger::Climate { .. }) {
-            self.climate_occs(ctx, id, city.tz)
+            (self.climate_occs(ctx, id, city.tz), self.seasons_without_crossing(ctx, id, city.tz))
         } else {
-            self.zone_occs(ctx, city.tz)
+            (self.zone_occs(ctx, city.tz), Arc::from(Vec::new()))
         };
-        CityPlan { eligible, no_climate, occs, tag_key, group, group_primary }
+        CityPlan { eligible, no_climate, no_crossing, occs, tag, group }
     }
 
     fn city_zone_occs(&self, ctx: &mut CampaignCtx<'_>, id: CityId, tz: Tz) -> Arc<[Occ]> {
@@ -965,21 +987,13 @@ impl<'g> Engine<'g> {
     /// Climate occurrences of one city in one zone.
     fn climate_occs(&self, ctx: &CampaignCtx<'_>, id: CityId, tz: Tz) -> Arc<[Occ]> {
         let compiled = ctx.compiled;
-        let CompiledTrigger::Climate { metric, crosses, threshold, after, local_time } =
-            &compiled.trigger
-        else {
+        let CompiledTrigger::Climate { local_time, .. } = &compiled.trigger else {
             return Arc::from(Vec::new());
         };
         let quiet = compiled.campaign.timing.quiet_hours.as_ref();
         let mut occs = Vec::new();
         for (year, table) in &ctx.crossings {
-            let day = match table.get(id.0 as usize) {
-                Some(slot) => *slot.get_or_init(|| {
-                    crossing_day(self.geo, id, *year, *metric, *crosses, *threshold, *after)
-                }),
-                None => crossing_day(self.geo, id, *year, *metric, *crosses, *threshold, *after),
-            };
-            let Some(day) = day else { continue };
+            let Some(day) = self.season_crossing(compiled, id, *year, table) else { continue };
             let (due, local) = local::fire_at(tz, day.and_time(*local_time), quiet);
             if ctx.lo <= due && due < ctx.hi && compiled.in_bounds(tz, due) {
                 occs.push(Occ {
@@ -991,6 +1005,56 @@ impl<'g> Engine<'g> {
             }
         }
         Arc::from(latest_late_only(occs, ctx.from))
+    }
+
+    /// A season's crossing day in a city, cached in the campaign's table.
+    fn season_crossing(
+        &self,
+        compiled: &Compiled,
+        id: CityId,
+        year: i32,
+        table: &CrossingTable,
+    ) -> Option<NaiveDate> {
+        let CompiledTrigger::Climate { metric, crosses, threshold, after, .. } = &compiled.trigger
+        else {
+            return None;
+        };
+        let compute = || crossing_day(self.geo, id, year, *metric, *crosses, *threshold, *after);
+        match table.get(id.0 as usize) {
+            Some(slot) => *slot.get_or_init(compute),
+            None => compute(),
+        }
+    }
+
+    /// The seasons of a city whose search starts (`after` at `local_time`) in
+    /// `[from, to)` and finds no crossing: reported once each, as skips.
+    fn seasons_without_crossing(
+        &self,
+        ctx: &CampaignCtx<'_>,
+        id: CityId,
+        tz: Tz,
+    ) -> Arc<[Arc<str>]> {
+        let compiled = ctx.compiled;
+        let CompiledTrigger::Climate { after, local_time, .. } = &compiled.trigger else {
+            return Arc::from(Vec::new());
+        };
+        let mut seasons = Vec::new();
+        for (year, table) in &ctx.crossings {
+            let Some(start) = NaiveDate::from_ymd_opt(*year, after.0, after.1)
+                .or_else(|| NaiveDate::from_ymd_opt(*year, after.0, after.1.saturating_sub(1)))
+            else {
+                continue;
+            };
+            let (at, _) = local::fire_at(tz, start.and_time(*local_time), None);
+            if ctx.from <= at
+                && at < ctx.to
+                && compiled.in_bounds(tz, at)
+                && self.season_crossing(compiled, id, *year, table).is_none()
+            {
+                seasons.push(Arc::from(year.to_string()));
+            }
+        }
+        Arc::from(seasons)
     }
 
     /// Drops the member's sends that would break the global cap, deciding over
@@ -1073,21 +1137,26 @@ impl<'g> Engine<'g> {
     }
 }
 
-/// A member's own language tag, normalized and as a matching key, computed only
-/// when a campaign needs it (most members are not due in most windows).
-#[derive(Debug, Default)]
-struct MemberLang {
-    done: bool,
-    tag: Option<(String, String)>,
+/// A member's own language tag, parsed only when a campaign needs it (most
+/// members are not due in most windows), for the country they are in (a tag
+/// without a region takes that country's likely script).
+#[derive(Debug)]
+struct MemberLang<'m> {
+    lang: Option<&'m str>,
+    parsed: Option<(Option<String>, lang::Tag)>,
 }
 
-impl MemberLang {
-    fn get(&mut self, member: &Member) -> Option<(&str, &str)> {
-        if !self.done {
-            self.done = true;
-            self.tag = member.lang.as_deref().map(|tag| (lang::normalize(tag), lang::key(tag)));
+impl<'m> MemberLang<'m> {
+    fn new(member: &'m Member) -> Self {
+        Self { lang: member.lang.as_deref().filter(|l| !l.trim().is_empty()), parsed: None }
+    }
+
+    fn get(&mut self, country: Option<&str>) -> Option<&lang::Tag> {
+        let lang = self.lang?;
+        if self.parsed.as_ref().is_none_or(|(parsed, _)| parsed.as_deref() != country) {
+            self.parsed = Some((country.map(str::to_string), lang::Tag::new(lang, country)));
         }
-        self.tag.as_ref().map(|(tag, key)| (tag.as_str(), key.as_str()))
+        self.parsed.as_ref().map(|(_, tag)| tag)
     }
 }
 
@@ -1237,6 +1306,7 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
     let mut templates = Environment::new();
     templates.set_undefined_behavior(UndefinedBehavior::Strict);
     let mut groups: Vec<VariantGroup> = Vec::new();
+    let mut tags = lang::Variants::default();
     for (index, message) in campaign.messages.iter().enumerate() {
         templates.add_template_owned(index.to_string(), message.text.clone()).map_err(
             |source| Error::Template {
@@ -1250,8 +1320,8 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
         let group = match groups.iter().position(|g| g.tag == tag) {
             Some(group) => group,
             None => {
+                tags.push(&tag);
                 groups.push(VariantGroup {
-                    key: lang::key(&tag),
                     tag,
                     lang: Arc::from(message.lang.as_str()),
                     lang_value: Value::from(message.lang.as_str()),
@@ -1273,6 +1343,7 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
         uses_attrs: campaign.messages.iter().any(|m| m.text.contains("attrs")),
         templates,
         groups,
+        tags,
         default_group: None,
         countries: campaign.audience.countries.iter().map(|c| c.trim().to_uppercase()).collect(),
         provinces: campaign.audience.provinces.iter().map(|p| province_key(p)).collect(),
@@ -1286,32 +1357,18 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
         first_seen: None,
         crossings: Mutex::new(HashMap::new()),
     };
-    compiled.default_group = compiled.group_for(&lang::normalize(&campaign.default_lang));
+    compiled.default_group = compiled.tags.best(&lang::Tag::new(&campaign.default_lang, None));
     if !campaign.audience.cities.is_empty() {
         let mut cities = HashSet::new();
         for name in &campaign.audience.cities {
-            match geo.lookup_city(name, None) {
-                Ok((city, _)) => {
-                    cities.insert(city);
-                }
-                // A name several cities share matches members of any of them.
-                Err(CityLookupError::Ambiguous { .. }) => {
-                    let key = name_key(name);
-                    cities.extend(geo.cities().filter_map(|(id, city)| {
-                        let zh = city.name_zh.as_deref().map(name_key);
-                        (name_key(&city.name) == key || zh.as_deref() == Some(key.as_str()))
-                            .then_some(id)
-                    }));
-                }
-                Err(error) => {
-                    return Err(Error::UnknownCity {
-                        campaign: campaign.id.clone(),
-                        what: "audience.cities",
-                        name: name.clone(),
-                        source: crate::geo::ResolveError::Unresolved(vec![error.to_string()]),
-                    });
-                }
-            }
+            // `check` reports a shared name (Suzhou) as an error; so does this.
+            let (city, _) = geo.lookup_city(name, None).map_err(|error| Error::UnknownCity {
+                campaign: campaign.id.clone(),
+                what: "audience.cities",
+                name: name.clone(),
+                source: crate::geo::ResolveError::Unresolved(vec![error.to_string()]),
+            })?;
+            cities.insert(city);
         }
         compiled.cities = Some(cities);
     }
@@ -1331,25 +1388,10 @@ fn compile(campaign: &Campaign, geo: &Geo) -> Result<Compiled, Error> {
 }
 
 impl Compiled {
-    /// The variant group for a normalized tag: along the truncation chain, the
-    /// variant tagged exactly so, else an equivalent one (`cmn` ≡ `zh`).
-    fn group_for(&self, tag: &str) -> Option<usize> {
-        for candidate in lang::chain(tag) {
-            if let Some(group) = self.groups.iter().position(|g| g.tag == candidate) {
-                return Some(group);
-            }
-            let key = lang::key(candidate);
-            if let Some(group) = self.groups.iter().position(|g| g.key == key) {
-                return Some(group);
-            }
-        }
-        None
-    }
-
-    /// The first variant (file order) of the same primary language as a key.
-    fn group_for_primary(&self, key: &str) -> Option<usize> {
-        let primary = lang::primary(key);
-        self.groups.iter().position(|g| lang::primary(&g.key) == primary)
+    /// The variant group for a member's language and the city's dialect tag,
+    /// else the default (see `lang`).
+    fn group_for(&self, member: Option<&lang::Tag>, city: Option<&lang::Tag>) -> Option<usize> {
+        self.tags.choose(member, city).or(self.default_group)
     }
 
     fn language_ok(&self, key: &str) -> bool {
