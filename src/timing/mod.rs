@@ -135,6 +135,17 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The id of the campaign that did not compile.
+    pub fn campaign(&self) -> &str {
+        match self {
+            Error::Template { campaign, .. }
+            | Error::Cron { campaign, .. }
+            | Error::UnknownCity { campaign, .. } => campaign,
+        }
+    }
+}
+
 /// A cap on each member's pushes across all campaigns, in any rolling period
 /// (`[timing.global_cap]` of the daemon config: `max = 2`, `per = "7d"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
