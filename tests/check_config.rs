@@ -142,7 +142,6 @@ fn secrets_must_be_present_readable_and_not_empty() {
     assert!(out.contains("secret_file") && out.contains("hook-secret is empty"), "{out}");
     assert!(out.contains("secret admin-token: credential file"), "{out}");
 
-    // Outside systemd, a relative secret_file has no credentials directory.
     std::fs::write(dir.path().join("credentials/hook-secret"), "s3cret").unwrap();
     std::fs::remove_file(dir.path().join("credentials/admin-token")).unwrap();
     let outside = Command::new(env!("CARGO_BIN_EXE_almanac"))
@@ -151,8 +150,17 @@ fn secrets_must_be_present_readable_and_not_empty() {
         .env_remove("CREDENTIALS_DIRECTORY")
         .output()
         .unwrap();
-    assert_eq!(outside.status.code(), Some(1), "{}", text(&outside));
-    assert!(text(&outside).contains("CREDENTIALS_DIRECTORY is unset"), "{}", text(&outside));
+    // Run by hand, outside the unit: the credentials cannot be read, so they are
+    // warned about, not failed (the unit's ExecStartPre= checks them).
+    assert_eq!(outside.status.code(), Some(0), "{}", text(&outside));
+    assert!(
+        text(&outside).contains(
+            "warning: channel \"hook\": secret_file hook-secret is a systemd credential and \
+             CREDENTIALS_DIRECTORY is unset: not checked here"
+        ),
+        "{}",
+        text(&outside)
+    );
 }
 
 #[test]

@@ -151,14 +151,15 @@ fn check_config(
             return None;
         }
     };
-    let mut at = |key: &[&str], message: String| {
-        let problem = config::locate(text, key, message);
-        diagnostics.push(error(problem.span, problem.line, problem.column, problem.message));
-    };
+    let at = |severity, key: &[&str], message| located(path, text, severity, key, message);
     if let Some(file) = &config.members_file
         && let Err(io) = std::fs::File::open(file)
     {
-        at(&["members_file"], format!("cannot read the member file {}: {io}", file.display()));
+        diagnostics.push(at(
+            Severity::Error,
+            &["members_file"],
+            format!("cannot read the member file {}: {io}", file.display()),
+        ));
     }
     let secrets: [(&[&str], &str, &str); 2] = [
         (&["admin_token_credential"], &config.admin_token_env, &config.admin_token_credential),
@@ -170,45 +171,82 @@ fn check_config(
     ];
     for (key, env, credential) in secrets {
         if let Err(problem) = config::read_secret(env, credential) {
-            at(key, problem.to_string());
+            diagnostics.push(at(Severity::Error, key, problem.to_string()));
         }
     }
     // Each channel on its own, so that every channel's problem is reported.
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let metrics = Arc::new(Metrics::new());
+    let under_systemd = std::env::var_os("CREDENTIALS_DIRECTORY").is_some();
     for (name, channel) in &config.channels {
+        if let Some(credential) = channel.credential()
+            && !under_systemd
+        {
+            // Run by hand: the unit's credentials are not here to read.
+            diagnostics.push(at(
+                Severity::Warning,
+                &["channels", name, "secret_file"],
+                format!(
+                    "channel {name:?}: secret_file {} is a systemd credential and \
+                     CREDENTIALS_DIRECTORY is unset: not checked here (the unit's \
+                     ExecStartPre= checks it)",
+                    credential.display()
+                ),
+            ));
+            continue;
+        }
         let one = BTreeMap::from([(name.clone(), channel.clone())]);
         if let Err(problem) = Channels::from_config(&one, clock.clone(), metrics.clone()) {
             let key = ["secret_file", "secret_env", "url"]
                 .into_iter()
                 .find(|key| config::value_span(text, &["channels", name, key]).is_some())
                 .unwrap_or("type");
-            at(&["channels", name, key], problem.to_string());
+            diagnostics.push(at(Severity::Error, &["channels", name, key], problem.to_string()));
         }
     }
     let geo = match crate::daemon::geo_for(&config) {
         Ok(geo) => geo,
         Err(problem) => {
-            at(&["geo"], format!("[geo]: {problem}"));
+            diagnostics.push(at(Severity::Error, &["geo"], format!("[geo]: {problem}")));
             Geo::bundled()
         }
     };
     if config::read_secret(&config.admin_token_env, &config.admin_token_credential)
         .is_ok_and(|token| token.is_none())
     {
-        let problem = config::locate(text, &["admin_token_credential"], String::new());
-        diagnostics.push(Diagnostic {
-            line: problem.line,
-            col: problem.column,
-            ..Diagnostic::whole_file(
-                Severity::Warning,
-                path,
-                format!(
-                    "no admin token (credential {:?} or ${}): the admin API will answer 401",
-                    config.admin_token_credential, config.admin_token_env
-                ),
+        let message = if under_systemd {
+            format!(
+                "no admin token (credential {:?} or ${}): the admin API will answer 401",
+                config.admin_token_credential, config.admin_token_env
             )
-        });
+        } else {
+            format!(
+                "no admin token in ${} and CREDENTIALS_DIRECTORY is unset: the credential {:?} \
+                 is not checked here; without a token the admin API answers 401",
+                config.admin_token_env, config.admin_token_credential
+            )
+        };
+        diagnostics.push(at(Severity::Warning, &["admin_token_credential"], message));
     }
     Some((config, geo))
+}
+
+/// A diagnostic about the configuration value at `key` (its table when the key is
+/// not written in `text`).
+fn located(
+    path: &Path,
+    text: &str,
+    severity: Severity,
+    key: &[&str],
+    message: String,
+) -> Diagnostic {
+    let problem = config::locate(text, key, message);
+    match problem.span {
+        Some(span) => Diagnostic::at(severity, path, text, span, problem.message),
+        None => Diagnostic {
+            line: problem.line,
+            col: problem.column,
+            ..Diagnostic::whole_file(severity, path, problem.message)
+        },
+    }
 }

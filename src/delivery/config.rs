@@ -130,6 +130,17 @@ fn default_true() -> bool {
 }
 
 impl ChannelConfig {
+    /// The channel's `secret_file` when it is a systemd credential (a relative
+    /// name, read from `$CREDENTIALS_DIRECTORY`).
+    pub fn credential(&self) -> Option<&Path> {
+        let file = match self {
+            ChannelConfig::Log(_) => None,
+            ChannelConfig::Webhook(hook) => hook.secret_file.as_deref(),
+            ChannelConfig::Wechat(wechat) => wechat.secret_file.as_deref(),
+        };
+        file.filter(|file| file.is_relative())
+    }
+
     /// Values out of range, as `(key, what was expected)`; the keys are those of
     /// the channel's table. Nothing is clamped silently: `almanac check` and the
     /// daemon's configuration loader report each of these.
