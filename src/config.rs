@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,18 +51,18 @@ pub enum Error {
         line: usize,
         /// 1-based column (characters).
         column: usize,
+        /// Byte range in the file, when the parser gave one.
+        span: Option<Range<usize>>,
         /// What was wrong and what was expected.
         message: String,
     },
-    /// A value that parsed but makes no sense.
-    #[error("{path}: {key}: {message}")]
+    /// Values that parsed but make no sense: every one of them, each with its place.
+    #[error("{}", render_problems(path, problems))]
     Invalid {
         /// File path.
         path: String,
-        /// The offending key.
-        key: &'static str,
-        /// What was expected.
-        message: String,
+        /// Each out-of-range or inconsistent value.
+        problems: Vec<Problem>,
     },
     /// A secret that the configuration names could not be found.
     #[error("secret {name}: {message}")]
@@ -71,6 +72,29 @@ pub enum Error {
         /// Where it was looked for.
         message: String,
     },
+}
+
+/// One value of `almanac.toml` that parsed but is out of range or inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `dispatcher.max_unrecorded`.
+    pub key: String,
+    /// 1-based line of the value (of its table when the key is absent).
+    pub line: usize,
+    /// 1-based column (characters).
+    pub column: usize,
+    /// Byte range of the value in the file, when it is written there.
+    pub span: Option<Range<usize>>,
+    /// What was wrong and what was expected.
+    pub message: String,
+}
+
+fn render_problems(path: &str, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{path}:{}:{}: {}: {}", p.line, p.column, p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Result alias.
@@ -280,45 +304,104 @@ impl Config {
 
     /// Parses and validates configuration text; `name` is used in errors.
     pub fn parse(text: &str, name: &str) -> Result<Config> {
+        let (config, problems) = Self::parse_with_problems(text, name)?;
+        if !problems.is_empty() {
+            return Err(Error::Invalid { path: name.to_owned(), problems });
+        }
+        Ok(config)
+    }
+
+    /// Parses configuration text and lists every value out of range or
+    /// inconsistent instead of refusing it ([`Config::parse`] refuses it), so that
+    /// `almanac check` can go on to check the rest. `Err` on syntax errors, unknown
+    /// keys and wrong types (the first one).
+    pub fn parse_with_problems(text: &str, name: &str) -> Result<(Config, Vec<Problem>)> {
         let config: Config = toml::from_str(text).map_err(|error| {
+            let span = error.span();
             let (line, column) =
-                error.span().map(|span| line_column(text, span.start)).unwrap_or((1, 1));
+                span.as_ref().map(|span| line_column(text, span.start)).unwrap_or((1, 1));
             Error::Parse {
                 path: name.to_owned(),
                 line,
                 column,
+                span,
                 message: error.message().trim().to_owned(),
             }
         })?;
-        config.validate(name)?;
-        Ok(config)
+        let problems = config.problems(text);
+        Ok((config, problems))
     }
 
-    fn validate(&self, name: &str) -> Result<()> {
-        let invalid = |key, message: &str| Error::Invalid {
-            path: name.to_owned(),
-            key,
-            message: message.into(),
-        };
+    /// Every value out of range or inconsistent, located in `text` (the file the
+    /// configuration was parsed from). Nothing is clamped silently.
+    fn problems(&self, text: &str) -> Vec<Problem> {
+        let mut found = Vec::new();
+        let mut push = |key: &[&str], message: String| found.push(locate(text, key, message));
         if self.planner.tick.is_zero() {
-            return Err(invalid("planner.tick", "must be longer than zero"));
+            push(&["planner", "tick"], "must be longer than zero".into());
         }
         if self.planner.horizon.is_zero() {
-            return Err(invalid("planner.horizon", "must be longer than zero"));
+            push(&["planner", "horizon"], "must be longer than zero".into());
         }
         if self.planner.batch <= 0 {
-            return Err(invalid("planner.batch", "must be a positive number of members"));
+            push(&["planner", "batch"], "must be a positive number of members".into());
+        }
+        if self.shutdown_grace.is_zero() {
+            push(&["shutdown_grace"], "must be longer than zero".into());
+        }
+        if self.retention.ledger.is_zero() {
+            push(&["retention", "ledger"], "must be longer than zero".into());
+        }
+        if let Some(cap) = &self.frequency {
+            if cap.max == 0 {
+                push(&["frequency", "max"], "must be at least 1 push".into());
+            }
+            if cap.per.is_zero() {
+                push(&["frequency", "per"], "must be longer than zero".into());
+            }
         }
         if let Some(demo) = &self.demo
             && !(demo.speed.is_finite() && demo.speed >= 1.0)
         {
-            return Err(invalid("demo.speed", "must be a number ≥ 1"));
+            push(&["demo", "speed"], "must be a number ≥ 1".into());
+        }
+        for (key, message) in self.dispatcher.problems() {
+            push(&["dispatcher", key], message);
         }
         if self.channels.is_empty() {
-            return Err(invalid("channels", "define at least one [channels.<name>] table"));
+            push(&["channels"], "define at least one [channels.<name>] table".into());
         }
-        Ok(())
+        for (name, channel) in &self.channels {
+            for (key, message) in channel.problems() {
+                push(&["channels", name.as_str(), key], message);
+            }
+        }
+        found
     }
+}
+
+/// A [`Problem`] at `key` in `text`: the value's place, or else the nearest table
+/// written in the file that holds it (a default value is not written anywhere).
+pub fn locate(text: &str, key: &[&str], message: String) -> Problem {
+    let span = (1..=key.len()).rev().find_map(|len| value_span(text, &key[..len]));
+    let (line, column) = span.as_ref().map_or((1, 1), |span| line_column(text, span.start));
+    let exact = value_span(text, key);
+    Problem { key: key.join("."), line, column, span: exact.or(span), message }
+}
+
+/// Byte range of the value at the dotted `key` (`["dispatcher", "batch"]`) in the
+/// TOML `text`, if it is written there.
+pub fn value_span(text: &str, key: &[&str]) -> Option<Range<usize>> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let (last, parents) = key.split_last()?;
+    let mut table = root.get_ref();
+    for part in parents {
+        match table.get(*part)?.get_ref() {
+            toml::de::DeValue::Table(inner) => table = inner,
+            _ => return None,
+        }
+    }
+    Some(table.get(*last)?.span())
 }
 
 /// 1-based line and character column of byte `offset` in `text`.

@@ -36,7 +36,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::campaign::{Campaign, Severity};
+use crate::campaign::{Campaign, Diagnostic, Severity};
 use crate::clock::{Clock, ScaledClock, SystemClock};
 use crate::config::{Config, read_secret};
 use crate::delivery::{Channels, Dispatcher, DispatcherHandle};
@@ -216,48 +216,85 @@ pub fn load_campaigns(dir: &Path) -> Result<Vec<Campaign>, Vec<String>> {
     let report = crate::campaign::load_paths(&[dir.to_path_buf()], None);
     let mut errors = Vec::new();
     for diagnostic in &report.diagnostics {
-        let line = format!(
-            "{}:{}:{}: {}: {}",
-            diagnostic.file.display(),
-            diagnostic.line,
-            diagnostic.col,
-            diagnostic.severity.as_str(),
-            diagnostic.message
-        );
         match diagnostic.severity {
-            Severity::Error => errors.push(line),
-            Severity::Warning => tracing::warn!("{line}"),
+            Severity::Error => errors.push(diagnostic_line(diagnostic)),
+            Severity::Warning => tracing::warn!("{}", diagnostic_line(diagnostic)),
         }
     }
     if errors.is_empty() { Ok(report.campaigns) } else { Err(errors) }
 }
 
+/// `file:line:col: severity: message`, as the daemon logs a diagnostic.
+pub fn diagnostic_line(diagnostic: &Diagnostic) -> String {
+    format!(
+        "{}:{}:{}: {}: {}",
+        diagnostic.file.display(),
+        diagnostic.line,
+        diagnostic.col,
+        diagnostic.severity.as_str(),
+        diagnostic.message
+    )
+}
+
 /// Checks a freshly loaded campaign set against this daemon: every channel a
 /// campaign names is configured, and the timing engine compiles it (templates,
-/// cron expressions, audience cities). `Err` lists the problems.
+/// cron expressions, audience cities). Each problem is an error about the
+/// campaign's file (at its `channel` value when that is the problem). `almanac
+/// check --config` runs the same check.
 pub fn check_against(
     campaigns: &[Campaign],
     config: &Config,
     geo: &'static Geo,
-) -> Result<(), Vec<String>> {
-    let mut errors: Vec<String> = campaigns
+) -> Vec<Diagnostic> {
+    let configured = config.channels.keys().cloned().collect::<Vec<_>>().join(", ");
+    let mut errors: Vec<Diagnostic> = campaigns
         .iter()
         .filter(|campaign| !config.channels.contains_key(&campaign.channel))
         .map(|campaign| {
-            format!(
-                "{}: campaign {:?} uses channel {:?}, which almanac.toml does not define \
-                 (configured: {})",
-                campaign.source.path.display(),
-                campaign.id,
-                campaign.channel,
-                config.channels.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
+            let path = &campaign.source.path;
+            let message = format!(
+                "campaign {:?} uses channel {:?}, which almanac.toml does not define \
+                 (configured: {configured})",
+                campaign.id, campaign.channel,
+            );
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            match crate::config::value_span(&text, &["channel"]) {
+                Some(span) => Diagnostic::at(Severity::Error, path, &text, span, message),
+                None => Diagnostic::whole_file(Severity::Error, path, message),
+            }
         })
         .collect();
     if let Err(error) = Engine::new(campaigns, geo, engine_config(config)) {
-        errors.push(error.to_string());
+        let file = campaigns
+            .iter()
+            .find(|campaign| campaign.id == error.campaign())
+            .map(|campaign| campaign.source.path.clone())
+            .unwrap_or_else(|| config.campaigns_dir.clone());
+        errors.push(Diagnostic::whole_file(Severity::Error, &file, error.to_string()));
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    errors
+}
+
+/// The place data for `config`: the bundled data, or the bundled data with the
+/// `[geo]` settings (built once and kept for the life of the process, like the
+/// bundled data).
+pub fn geo_for(config: &Config) -> Result<&'static Geo, crate::geo::GeoError> {
+    if config.geo == crate::geo::GeoConfig::default() {
+        Ok(Geo::bundled())
+    } else {
+        Ok(Box::leak(Box::new(Geo::with_config(config.geo.clone())?)))
+    }
+}
+
+/// [`load_campaigns`] then [`check_against`]: what start and reload accept.
+fn load_and_check(config: &Config, geo: &'static Geo) -> Result<Vec<Campaign>, Vec<String>> {
+    let campaigns = load_campaigns(&config.campaigns_dir)?;
+    let errors = check_against(&campaigns, config, geo);
+    if errors.is_empty() {
+        Ok(campaigns)
+    } else {
+        Err(errors.iter().map(diagnostic_line).collect())
+    }
 }
 
 fn engine_config(config: &Config) -> EngineConfig {
@@ -680,9 +717,7 @@ impl Core {
     fn reload(&self, why: &str) {
         notify(&reload_states());
         tracing::info!(why, dir = %self.config.campaigns_dir.display(), "Reloading campaigns.");
-        let loaded = load_campaigns(&self.config.campaigns_dir).and_then(|campaigns| {
-            check_against(&campaigns, &self.config, self.geo).map(|()| campaigns)
-        });
+        let loaded = load_and_check(&self.config, self.geo);
         match loaded {
             Ok(campaigns) => {
                 let old = self.campaigns.current();
@@ -953,12 +988,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
     };
     let metrics = Arc::new(Metrics::new());
     metrics.init_fixed_labels();
-    let geo: &'static Geo = if config.geo == crate::geo::GeoConfig::default() {
-        Geo::bundled()
-    } else {
-        // Built once and kept for the life of the process, like the bundled data.
-        Box::leak(Box::new(Geo::with_config(config.geo.clone())?))
-    };
+    let geo = geo_for(&config)?;
     tracing::info!(
         config = %config_source,
         database = %redact_url(&config.database),
@@ -970,8 +1000,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         import_members(&store, geo, &metrics, file).await?;
     }
     let campaigns = Arc::new(LiveCampaigns::default());
-    let loaded = load_campaigns(&config.campaigns_dir)
-        .and_then(|campaigns| check_against(&campaigns, &config, geo).map(|()| campaigns));
+    let loaded = load_and_check(&config, geo);
     match loaded {
         Ok(loaded) => {
             tracing::info!(

@@ -27,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon.
     Run(run::Args),
-    /// Check campaign files (exit 0 valid, 1 errors, 2 usage).
+    /// Check campaign files; with --config, the whole deployment (exit 0 valid, 1 errors, 2 usage).
     Check(check::Args),
     /// Show who gets what, when, in which language.
     Plan(plan::Args),

@@ -129,6 +129,83 @@ fn default_true() -> bool {
     true
 }
 
+impl ChannelConfig {
+    /// The channel's `secret_file` when it is a systemd credential (a relative
+    /// name, read from `$CREDENTIALS_DIRECTORY`).
+    pub fn credential(&self) -> Option<&Path> {
+        let file = match self {
+            ChannelConfig::Log(_) => None,
+            ChannelConfig::Webhook(hook) => hook.secret_file.as_deref(),
+            ChannelConfig::Wechat(wechat) => wechat.secret_file.as_deref(),
+        };
+        file.filter(|file| file.is_relative())
+    }
+
+    /// Values out of range, as `(key, what was expected)`; the keys are those of
+    /// the channel's table. Nothing is clamped silently: `almanac check` and the
+    /// daemon's configuration loader report each of these.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        let (rate, limits) = match self {
+            ChannelConfig::Log(log) => (log.rate_per_second, None),
+            ChannelConfig::Webhook(hook) => (
+                hook.rate_per_second,
+                Some((
+                    hook.timeout_ms,
+                    hook.max_attempts,
+                    hook.backoff_ms,
+                    hook.max_backoff_ms,
+                    hook.concurrency,
+                )),
+            ),
+            ChannelConfig::Wechat(wechat) => (
+                wechat.rate_per_second,
+                Some((
+                    wechat.timeout_ms,
+                    wechat.max_attempts,
+                    wechat.backoff_ms,
+                    wechat.max_backoff_ms,
+                    wechat.concurrency,
+                )),
+            ),
+        };
+        if rate == Some(0) {
+            problems.push((
+                "rate_per_second",
+                "must be at least 1 (leave it out for no limit)".to_owned(),
+            ));
+        }
+        if let Some((timeout_ms, max_attempts, backoff_ms, max_backoff_ms, concurrency)) = limits {
+            if timeout_ms == 0 {
+                problems.push(("timeout_ms", "must be at least 1 millisecond".to_owned()));
+            }
+            if max_attempts == Some(0) {
+                problems.push(("max_attempts", "must be at least 1 attempt".to_owned()));
+            }
+            if concurrency == Some(0) {
+                problems.push((
+                    "concurrency",
+                    "must be at least 1 (leave it out for the dispatcher's)".to_owned(),
+                ));
+            }
+            if let (Some(base), Some(max)) = (backoff_ms, max_backoff_ms)
+                && base > max
+            {
+                problems.push((
+                    "backoff_ms",
+                    format!("is {base}, above max_backoff_ms = {max}: expected at most that"),
+                ));
+            }
+        }
+        if let ChannelConfig::Wechat(wechat) = self
+            && wechat.daily_quota == 0
+        {
+            problems.push(("daily_quota", "must be at least 1 message a day".to_owned()));
+        }
+        problems
+    }
+}
+
 impl WebhookConfig {
     /// The timeout as a duration.
     pub fn timeout(&self) -> Duration {

@@ -72,8 +72,8 @@ pub struct DispatcherSettings {
     /// Pushes in flight at most.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Pushes sent whose outcome is not yet committed, at most (raised to
-    /// `concurrency` when below it): the most a crash can resend.
+    /// Pushes sent whose outcome is not yet committed, at most (at least
+    /// `concurrency`): the most a crash can resend.
     #[serde(default = "default_max_unrecorded")]
     pub max_unrecorded: usize,
     /// Lease in seconds; keep it above the time a batch takes through the slowest
@@ -124,6 +124,50 @@ impl Default for DispatcherSettings {
 }
 
 impl DispatcherSettings {
+    /// Values out of range, as `(key, what was expected)`; the keys are those of
+    /// the `[dispatcher]` table. Nothing is clamped silently: `almanac check` and
+    /// the daemon's configuration loader report each of these.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.batch == 0 {
+            problems.push(("batch", "must be at least 1 row".to_owned()));
+        }
+        if self.concurrency == 0 {
+            problems.push(("concurrency", "must be at least 1 push in flight".to_owned()));
+        }
+        if self.max_unrecorded < self.concurrency {
+            problems.push((
+                "max_unrecorded",
+                format!(
+                    "is {}, below concurrency = {}: it must be at least concurrency (every \
+                     push in flight is unrecorded until its outcome is committed)",
+                    self.max_unrecorded, self.concurrency
+                ),
+            ));
+        }
+        if self.lease_secs == 0 {
+            problems.push(("lease_secs", "must be at least 1 second".to_owned()));
+        }
+        if !(1..=MAX_POLL.as_millis() as u64).contains(&self.poll_ms) {
+            problems.push((
+                "poll_ms",
+                format!("is {}, expected 1 to {} milliseconds", self.poll_ms, MAX_POLL.as_millis()),
+            ));
+        }
+        if self.lookahead_ms > self.lease_secs.saturating_mul(500) {
+            problems.push((
+                "lookahead_ms",
+                format!(
+                    "is {}, more than half the lease (lease_secs = {}): at most {}",
+                    self.lookahead_ms,
+                    self.lease_secs,
+                    self.lease_secs.saturating_mul(500)
+                ),
+            ));
+        }
+        problems
+    }
+
     /// The dispatcher configuration for lease owner `owner`.
     pub fn config(&self, owner: impl Into<String>) -> DispatcherConfig {
         let lease_secs = self.lease_secs.max(1);
