@@ -14,5 +14,6 @@ pub mod geo;
 pub mod http;
 pub mod members;
 pub mod metrics;
+pub mod redact;
 pub mod store;
 pub mod timing;

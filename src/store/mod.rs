@@ -36,6 +36,14 @@ pub enum Error {
     /// A bulk load stopped (the database error, if any, came first).
     #[error("bulk load: {0}")]
     BulkLoad(&'static str),
+    /// The SQLite file could not be created.
+    #[error("creating {path}: {source}")]
+    Create {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// A stored value could not be decoded (a corrupt or hand-edited row).
     #[error("corrupt row in {table}: {reason}")]
     Corrupt {
@@ -458,6 +466,17 @@ macro_rules! dispatch {
     };
 }
 
+/// Creates the SQLite file at `path` readable by its owner only (0600) when it
+/// does not exist yet; SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(Error::Create { path: path.display().to_string(), source }),
+    }
+}
+
 /// Rows per batch when re-resolving stale members.
 const RERESOLVE_BATCH: i64 = 2000;
 
@@ -473,11 +492,15 @@ impl Store {
     pub async fn connect_unmigrated(url: &str) -> Result<Store> {
         let backend = if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
+            // `secure_delete`: deleted rows (a forgotten member) are overwritten
+            // with zeros, not left in free space.
             let mut options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(30));
+                .busy_timeout(Duration::from_secs(30))
+                .pragma("secure_delete", "ON");
             if !memory {
+                create_private(options.get_filename())?;
                 options = options
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal);
