@@ -551,6 +551,15 @@ impl Store {
         })
     }
 
+    /// One round trip to the database (`SELECT 1`): the readiness probe.
+    pub async fn ping(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(pool) => drop(sqlx::query("SELECT 1").execute(pool).await?),
+            Backend::Postgres(pool) => drop(sqlx::query("SELECT 1").execute(pool).await?),
+        }
+        Ok(())
+    }
+
     /// Which backend this is.
     pub fn kind(&self) -> BackendKind {
         match self.backend {
