@@ -16,5 +16,6 @@ pub mod health;
 pub mod http;
 pub mod members;
 pub mod metrics;
+pub mod redact;
 pub mod store;
 pub mod timing;

@@ -647,8 +647,11 @@ fn check_text(field: &str, value: &str) -> Result<(), String> {
 /// a bare 11-digit Chinese mobile number, a Chinese landline with its `0` area
 /// code, and spaces, dashes, dots and parentheses as separators.
 pub fn normalize_phone(raw: &str) -> Result<String, String> {
-    let expected = "expected a Chinese mobile number like 139 0451 1234, a landline with \
-                    its area code like 0451-8765 4321, or an international number with + or 00";
+    let expected = "expected a Chinese mobile number (11 digits starting with 1), a landline \
+                    with its area code (0 then 9 to 11 digits), or an international number \
+                    with + or 00";
+    // The number itself never appears in the message (it ends up in logs).
+    let shown = crate::redact::mask_phone(raw);
     let trimmed = raw.trim();
     let mut digits = String::with_capacity(trimmed.len());
     let mut plus = false;
@@ -657,7 +660,7 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
             '0'..='9' => digits.push(c),
             '+' if digits.is_empty() && !plus => plus = true,
             ' ' | '-' | '.' | '(' | ')' => {}
-            other => return Err(format!("bad phone {raw:?}: unexpected {other:?}; {expected}")),
+            other => return Err(format!("bad phone {shown}: unexpected {other:?}; {expected}")),
         }
     }
     // The international number is `prefix` followed by `body` (slices of
@@ -671,7 +674,7 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
     } else if let Some(national) = digits.strip_prefix('0') {
         ("86", national)
     } else {
-        return Err(format!("bad phone {raw:?}: {expected}"));
+        return Err(format!("bad phone {shown}: {expected}"));
     };
     // `+86 0451 …`: drop the domestic trunk prefix.
     let (prefix, body) = match (prefix, body.strip_prefix("860"), body.strip_prefix('0')) {
@@ -680,7 +683,7 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
     };
     let length = prefix.len() + body.len();
     if (prefix.is_empty() && body.starts_with('0')) || !(8..=15).contains(&length) {
-        return Err(format!("bad phone {raw:?}: not a valid international number; {expected}"));
+        return Err(format!("bad phone {shown}: not a valid international number; {expected}"));
     }
     let national = if prefix.is_empty() { body.strip_prefix("86") } else { Some(body) };
     if let Some(national) = national {
@@ -693,7 +696,7 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
             _ => (9..=11).contains(&national.len()),
         };
         if !valid {
-            return Err(format!("bad phone {raw:?}: not a valid Chinese number; {expected}"));
+            return Err(format!("bad phone {shown}: not a valid Chinese number; {expected}"));
         }
     }
     let mut e164 = String::with_capacity(1 + length);
@@ -701,17 +704,6 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
     e164.push_str(prefix);
     e164.push_str(body);
     Ok(e164)
-}
-
-/// A phone number fit for logs: `+86139****1234`.
-pub fn mask_phone(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    if chars.len() <= 10 {
-        return "*".repeat(chars.len());
-    }
-    let head: String = chars[..6].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}{}{tail}", "*".repeat(chars.len() - 10))
 }
 
 /// Resolves a member's hints with the bundled place knowledge; the reason on failure.
@@ -989,13 +981,6 @@ mod tests {
             let error = normalize_phone(raw).expect_err(raw);
             assert!(error.starts_with("bad phone"), "{raw}: {error}");
         }
-    }
-
-    #[test]
-    fn phones_are_masked() {
-        assert_eq!(mask_phone("+8613904511234"), "+86139****1234");
-        assert_eq!(mask_phone("+85291234567"), "+85291**4567");
-        assert_eq!(mask_phone("12345"), "*****");
     }
 
     #[test]

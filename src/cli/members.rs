@@ -122,9 +122,12 @@ async fn import(
         bar
     });
     let bar = progress.clone();
-    let mut on_error = move |error: &members::RowError| match &bar {
-        Some(bar) => bar.suspend(|| eprintln!("{error}")),
-        None => eprintln!("{error}"),
+    let mut on_error = move |error: &members::RowError| {
+        let error = crate::redact::mask_phones(&error.to_string());
+        match &bar {
+            Some(bar) => bar.suspend(|| eprintln!("{error}")),
+            None => eprintln!("{error}"),
+        }
     };
     let bar = progress.clone();
     let mut on_progress = move |summary: &ImportSummary| {
@@ -185,7 +188,7 @@ async fn show(id: &str, database: &str) -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         "phone                {}",
-        show(&member.phone.as_deref().map(members::mask_phone))
+        show(&member.phone.as_deref().map(crate::redact::mask_phone))
     )?;
     writeln!(out, "city / province      {} / {}", show(&member.city), show(&member.province))?;
     match member.lat.zip(member.lon) {

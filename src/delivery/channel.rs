@@ -107,8 +107,9 @@ impl Channels {
                 let default = RetryPolicy::default();
                 RetryPolicy {
                     max_attempts: max_attempts.unwrap_or(default.max_attempts).max(1),
-                    base: base.map_or(default.base, |ms| chrono::Duration::milliseconds(ms as i64)),
-                    max: max.map_or(default.max, |ms| chrono::Duration::milliseconds(ms as i64)),
+                    base: base.map_or(default.base, millis),
+                    max: max.map_or(default.max, millis),
+                    max_retry_after: default.max_retry_after,
                 }
             };
             let (channel, limits) = match config {
@@ -127,7 +128,12 @@ impl Channels {
                     let limits = ChannelLimits {
                         rate_per_second: hook.rate_per_second,
                         concurrency: hook.concurrency,
-                        retry: retry(hook.max_attempts, hook.backoff_ms, hook.max_backoff_ms),
+                        retry: RetryPolicy {
+                            max_retry_after: hook
+                                .max_retry_after_ms
+                                .map_or(RetryPolicy::default().max_retry_after, millis),
+                            ..retry(hook.max_attempts, hook.backoff_ms, hook.max_backoff_ms)
+                        },
                     };
                     (Channel::Webhook(Box::new(channel)), limits)
                 }
@@ -338,4 +344,9 @@ impl Channels {
         };
         Attempt { outcome, opt_out }
     }
+}
+
+/// A configured number of milliseconds as a duration (at most a hundred years).
+fn millis(ms: u64) -> chrono::Duration {
+    chrono::Duration::milliseconds(ms.min(100 * 365 * 86_400_000) as i64)
 }

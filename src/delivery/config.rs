@@ -55,6 +55,11 @@ pub struct WebhookConfig {
     /// Longest retry delay in milliseconds.
     #[serde(default)]
     pub max_backoff_ms: Option<u64>,
+    /// Longest `Retry-After` honored, in milliseconds (default one hour); a
+    /// receiver asking for a longer wait dead-letters the push with the reason
+    /// `retry_after_too_long`.
+    #[serde(default)]
+    pub max_retry_after_ms: Option<u64>,
     /// Pushes per second through this channel (unlimited when absent).
     #[serde(default)]
     pub rate_per_second: Option<u32>,

@@ -17,13 +17,25 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Longest delay between attempts.
     pub max: Duration,
+    /// Longest `Retry-After` honored; a longer one dead-letters the push
+    /// (`retry_after_too_long`) instead of parking it for years.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, base: Duration::seconds(1), max: Duration::hours(1) }
+        Self {
+            max_attempts: 5,
+            base: Duration::seconds(1),
+            max: Duration::hours(1),
+            max_retry_after: Duration::hours(1),
+        }
     }
 }
+
+/// The reason a push is dead-lettered when its receiver asks for a wait longer
+/// than [`RetryPolicy::max_retry_after`].
+pub const RETRY_AFTER_TOO_LONG: &str = "retry_after_too_long";
 
 /// What to do with a failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +89,13 @@ impl RetryPolicy {
         if !error.is_retriable() || attempts >= self.max_attempts {
             return Decision::Dead { reason };
         }
-        let delay = match error {
-            Error::WeChat { code: 45011, .. } => Duration::seconds(60),
-            _ => error.retry_after().unwrap_or_else(|| self.backoff(attempts, rng)),
+        let delay = match (error, error.retry_after()) {
+            (Error::WeChat { code: 45011, .. }, _) => Duration::seconds(60),
+            (_, Some(asked)) if asked > self.max_retry_after => {
+                return Decision::Dead { reason: RETRY_AFTER_TOO_LONG.into() };
+            }
+            (_, Some(asked)) => asked,
+            (_, None) => self.backoff(attempts, rng),
         };
         Decision::Retry { at: now + delay, reason }
     }
@@ -89,8 +105,10 @@ impl RetryPolicy {
 /// (a date in the past means "now").
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u32>() {
-        return Some(Duration::seconds(i64::from(seconds)));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Any number of digits: a value past i64 is "forever", not "absent".
+        let seconds = value.parse::<i64>().unwrap_or(i64::MAX);
+        return Some(Duration::try_seconds(seconds).unwrap_or(Duration::MAX));
     }
     let at = DateTime::parse_from_rfc2822(value).ok()?.to_utc();
     Some((at - now).max(Duration::zero()))
@@ -129,6 +147,7 @@ mod tests {
             max_attempts: 10,
             base: Duration::seconds(1),
             max: Duration::seconds(30),
+            max_retry_after: Duration::hours(1),
         };
         let mut rng = StdRng::seed_from_u64(7);
         for attempt in 1..=8 {
@@ -153,6 +172,27 @@ mod tests {
         );
         assert_eq!(parse_retry_after("Sun, 22 Nov 2026 09:00:00 GMT", now), Some(Duration::zero()));
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("4294967295", now), Some(Duration::seconds(4_294_967_295)));
+        assert_eq!(parse_retry_after("99999999999999999999999", now), Some(Duration::MAX));
+    }
+
+    #[test]
+    fn a_retry_after_past_the_cap_dead_letters() {
+        let policy = RetryPolicy::default();
+        let now = at("2026-11-22T10:00:00Z");
+        let mut rng = StdRng::seed_from_u64(1);
+        let asked =
+            |seconds| Error::Http { status: 429, retry_after: Some(Duration::seconds(seconds)) };
+        assert_eq!(
+            policy.decide(&asked(4_294_967_295), 0, now, &mut rng),
+            Decision::Dead { reason: RETRY_AFTER_TOO_LONG.into() }
+        );
+        let forever = Error::Http { status: 503, retry_after: Some(Duration::MAX) };
+        assert!(matches!(policy.decide(&forever, 0, now, &mut rng), Decision::Dead { .. }));
+        assert_eq!(
+            policy.decide(&asked(3600), 0, now, &mut rng),
+            Decision::Retry { at: now + Duration::hours(1), reason: "http_429".into() }
+        );
     }
 
     #[test]

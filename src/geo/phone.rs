@@ -140,7 +140,10 @@ pub fn parse(input: &str, calling_code_known: impl Fn(u16) -> bool) -> Result<Pa
             '+' if i == 0 => plus = true,
             ' ' | '-' | '(' | ')' | '.' | '\u{a0}' => {}
             other => {
-                return Err(format!("unexpected character {other:?} in phone number {trimmed:?}"));
+                return Err(format!(
+                    "unexpected character {other:?} in phone number {}",
+                    crate::redact::mask_phone(trimmed)
+                ));
             }
         }
     }
@@ -165,7 +168,10 @@ pub fn parse(input: &str, calling_code_known: impl Fn(u16) -> bool) -> Result<Pa
                     return Ok(Parsed::Foreign { calling_code: code });
                 }
             }
-            return Err(format!("unknown country calling code in {trimmed:?}"));
+            return Err(format!(
+                "unknown country calling code in {}",
+                crate::redact::mask_phone(trimmed)
+            ));
         }
         None => all.strip_prefix(b"0").unwrap_or(all),
     };
@@ -191,7 +197,8 @@ pub fn parse(input: &str, calling_code_known: impl Fn(u16) -> bool) -> Result<Pa
             Ok(Parsed::China { nsn, mobile: false })
         }
         _ => Err(format!(
-            "{trimmed:?} is neither a Chinese mobile (1[3-9]…) nor a landline (0 + area code) number"
+            "{} is neither a Chinese mobile (1[3-9]…) nor a landline (0 + area code) number",
+            crate::redact::mask_phone(trimmed)
         )),
     }
 }

@@ -4,6 +4,7 @@
 //! cancellation token after everything else has drained.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -97,6 +98,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// How long `/readyz` waits for the store's `SELECT 1` before answering 503.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
+
 async fn readyz(State(state): State<AppState>) -> Response {
     if !state.campaigns.is_loaded() {
         return (StatusCode::SERVICE_UNAVAILABLE, "campaigns not loaded\n").into_response();
@@ -105,9 +109,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if !problems.is_empty() {
         return (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n") + "\n").into_response();
     }
-    match state.store.backlog().await {
-        Ok(_) => "ready\n".into_response(),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unreachable: {error}\n"))
+    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => "ready\n".into_response(),
+        Ok(Err(error)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("store unreachable: {error}\n"))
+                .into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store did not answer within {READY_TIMEOUT:?}\n"),
+        )
             .into_response(),
     }
 }

@@ -36,6 +36,14 @@ pub enum Error {
     /// A bulk load stopped (the database error, if any, came first).
     #[error("bulk load: {0}")]
     BulkLoad(&'static str),
+    /// The SQLite file could not be created.
+    #[error("creating {path}: {source}")]
+    Create {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// A stored value could not be decoded (a corrupt or hand-edited row).
     #[error("corrupt row in {table}: {reason}")]
     Corrupt {
@@ -465,6 +473,17 @@ macro_rules! dispatch {
     };
 }
 
+/// Creates the SQLite file at `path` readable by its owner only (0600) when it
+/// does not exist yet; SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(Error::Create { path: path.display().to_string(), source }),
+    }
+}
+
 /// Rows per batch when re-resolving stale members.
 const RERESOLVE_BATCH: i64 = 2000;
 
@@ -492,14 +511,18 @@ impl Store {
     async fn connect_with_pages(url: &str, max_pages: Option<u32>) -> Result<Store> {
         let backend = if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
+            // `secure_delete`: deleted rows (a forgotten member) are overwritten
+            // with zeros, not left in free space.
             let mut options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(30));
+                .busy_timeout(Duration::from_secs(30))
+                .pragma("secure_delete", "ON");
             if let Some(pages) = max_pages {
                 options = options.pragma("max_page_count", pages.to_string());
             }
             if !memory {
+                create_private(options.get_filename())?;
                 options = options
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal);
@@ -559,6 +582,19 @@ impl Store {
             Backend::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await?.rows_affected(),
             Backend::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await?.rows_affected(),
         })
+    }
+
+    /// One round trip to the database (`SELECT 1`): the readiness probe.
+    pub async fn ping(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+            Backend::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Which backend this is.

@@ -412,6 +412,16 @@ pub(super) async fn forget_member(
         .await?;
     }
     tx.commit().await?;
+    // `secure_delete` zeroed the rows in the pages, but the WAL still holds the
+    // pages as they were before: copy it back and truncate it to nothing.
+    let (busy, _, _): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(pool).await?;
+    if busy != 0 {
+        tracing::warn!(
+            "A reader kept the WAL from being truncated after erasing a member; the erased \
+             bytes stay in the -wal file until the next checkpoint."
+        );
+    }
     Ok(())
 }
 
