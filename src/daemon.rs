@@ -410,12 +410,7 @@ impl Core {
             }
             Ok(Err(error)) => error.to_string(),
             Err(join) if join.is_panic() => {
-                let panic = join.into_panic();
-                let reason = panic
-                    .downcast_ref::<&str>()
-                    .map(|text| (*text).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let reason = crate::health::panic_reason(&*join.into_panic());
                 format!("the planner panicked: {reason}")
             }
             Err(join) => join.to_string(),

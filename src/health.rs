@@ -85,6 +85,15 @@ impl Health {
     }
 }
 
+/// What a caught panic said (its `&str` or `String` payload), for a report.
+pub fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
+}
+
 fn record(slot: &mut Option<Failing>, now: DateTime<Utc>, error: &str) {
     match slot {
         Some(failing) => {

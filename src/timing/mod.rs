@@ -236,21 +236,16 @@ impl History {
 
     /// Records a planned send (as the ledger would).
     pub fn record(&mut self, send: &DueSend) {
-        self.insert(
-            send.member_id,
-            PastSend {
-                campaign_id: send.campaign_id.clone(),
-                occurrence: send.occurrence.clone(),
-                at: send.due_at,
-                holdout: send.holdout,
-                skipped: false,
-            },
-        );
+        self.record_as(send, false);
     }
 
     /// Records a send the global cap dropped (as the ledger does: a skipped row
     /// that settles the occurrence and counts for no cap).
     pub fn record_capped(&mut self, send: &DueSend) {
+        self.record_as(send, true);
+    }
+
+    fn record_as(&mut self, send: &DueSend, skipped: bool) {
         self.insert(
             send.member_id,
             PastSend {
@@ -258,7 +253,7 @@ impl History {
                 occurrence: send.occurrence.clone(),
                 at: send.due_at,
                 holdout: send.holdout,
-                skipped: true,
+                skipped,
             },
         );
     }
@@ -384,11 +379,7 @@ pub struct PlanBatch {
 
 impl PlanBatch {
     fn fail(&mut self, campaign: &Arc<str>, panic: &(dyn std::any::Any + Send)) {
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|text| (*text).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_owned());
+        let reason = crate::health::panic_reason(panic);
         self.failures.push((campaign.clone(), reason));
     }
 }
