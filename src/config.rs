@@ -213,6 +213,22 @@ pub struct CallbackConfig {
     /// systemd credential holding that token (preferred when present).
     #[serde(default = "default_callback_token_credential")]
     pub token_credential: String,
+    /// The account's message encryption mode: `plaintext`, `compatible` or `safe`.
+    #[serde(default)]
+    pub mode: crate::http::wechat::Mode,
+    /// The Official Account's AppID (safe-mode messages are sealed for it).
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// Environment variable holding the EncodingAESKey (compatible and safe modes).
+    #[serde(default = "default_aes_key_env")]
+    pub encoding_aes_key_env: String,
+    /// systemd credential holding the EncodingAESKey (preferred when present).
+    #[serde(default = "default_aes_key_credential")]
+    pub encoding_aes_key_credential: String,
+    /// How far a callback's `timestamp` may be from the daemon's clock; older or
+    /// newer requests are refused as replays.
+    #[serde(default = "default_max_clock_skew", deserialize_with = "max_clock_skew")]
+    pub max_clock_skew: Duration,
 }
 
 impl Default for CallbackConfig {
@@ -220,6 +236,11 @@ impl Default for CallbackConfig {
         Self {
             token_env: default_callback_token_env(),
             token_credential: default_callback_token_credential(),
+            mode: Default::default(),
+            app_id: None,
+            encoding_aes_key_env: default_aes_key_env(),
+            encoding_aes_key_credential: default_aes_key_credential(),
+            max_clock_skew: default_max_clock_skew(),
         }
     }
 }
@@ -473,6 +494,18 @@ fn default_retention() -> Duration {
 }
 fn default_callback_token_env() -> String {
     "ALMANAC_WECHAT_CALLBACK_TOKEN".into()
+}
+fn default_aes_key_env() -> String {
+    "ALMANAC_WECHAT_ENCODING_AES_KEY".into()
+}
+fn default_aes_key_credential() -> String {
+    "wechat-encoding-aes-key".into()
+}
+fn default_max_clock_skew() -> Duration {
+    Duration::from_secs(300)
+}
+fn max_clock_skew<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    duration::deserialize(deserializer, duration::MAX_CLOCK_SKEW)
 }
 fn default_callback_token_credential() -> String {
     "wechat-callback-token".into()

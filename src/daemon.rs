@@ -52,6 +52,9 @@ pub enum Error {
     /// Configuration or secrets.
     #[error(transparent)]
     Config(#[from] crate::config::Error),
+    /// The WeChat callback's settings.
+    #[error(transparent)]
+    Callback(#[from] crate::http::wechat::Error),
     /// The store.
     #[error("store")]
     Store(#[from] crate::store::Error),
@@ -989,8 +992,8 @@ pub async fn run(options: Options) -> Result<(), Error> {
             "No admin token configured: the admin API answers 401 to every call."
         );
     }
-    let callback_token =
-        read_secret(&config.wechat_callback.token_env, &config.wechat_callback.token_credential)?;
+    let callback =
+        crate::http::wechat::Callback::from_config(&config.wechat_callback)?.map(Arc::new);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -1047,7 +1050,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         store: store.clone(),
         campaigns: campaigns.clone(),
         admin_token,
-        callback_token,
+        callback,
         clock: clock.clone(),
         geo,
         health,

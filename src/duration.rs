@@ -41,6 +41,8 @@ pub const MAX_HORIZON: Duration = Duration::from_secs(7 * DAY);
 pub const MAX_TICK: Duration = Duration::from_secs(3600);
 /// `shutdown_grace`.
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
+/// `[wechat_callback] max_clock_skew`.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
 /// `[retention] ledger`.
 pub const MAX_RETENTION: Duration = Duration::from_secs(3660 * DAY);
 

@@ -51,7 +51,8 @@ pub struct Metrics {
     pub quota_deferrals: IntCounterVec,
     /// WeChat access-token refreshes by result.
     pub token_refreshes: IntCounterVec,
-    /// Rejected inbound requests by endpoint and reason (`bad_signature`, `unauthorized`).
+    /// Rejected (or, for `out_of_order`, ignored) inbound requests by endpoint and
+    /// reason (`bad_signature`, `replayed`, `stale_timestamp`, `unauthorized`, …).
     pub rejected_requests: IntCounterVec,
     /// Build information (constant 1).
     pub build_info: IntGaugeVec,
@@ -170,7 +171,7 @@ impl Metrics {
         let rejected_requests = counter(
             &registry,
             "almanac_http_rejected_total",
-            "Rejected inbound requests by endpoint and reason.",
+            "Rejected (out_of_order: acknowledged but ignored) inbound requests by endpoint and reason.",
             &["endpoint", "reason"],
         );
         let build_info = gauge(&registry, "almanac_build_info", "Build information.", &["version"]);

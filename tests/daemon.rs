@@ -144,14 +144,22 @@ fn daemon_lifecycle() {
         "",
     );
     assert_eq!((status, body.as_str()), (200, "e42"));
+    // A correctly signed event from 2023 (a captured request replayed) is refused:
+    // its timestamp is outside max_clock_skew of the daemon's clock.
     let (status, body) = daemon.http(
         "POST",
         &format!("/wechat/callback?signature={good}&timestamp=1700000000&nonce=1234567890"),
         &[],
-        "<xml><ToUserName>",
+        xml,
     );
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("malformed callback XML"), "{body}");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("max_clock_skew"), "{body}");
+    assert_eq!(
+        daemon.metric(
+            "almanac_http_rejected_total{endpoint=\"wechat_callback\",reason=\"stale_timestamp\"}"
+        ),
+        1.0
+    );
 
     // The watchdog is fed.
     daemon.wait_notification("WATCHDOG=1", Duration::from_secs(10));

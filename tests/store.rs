@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use almanac::geo::{CityId, Place, PlaceSource};
 use almanac::members::Member;
 use almanac::store::testing::TestDb;
-use almanac::store::{NewSend, Outcome, PlannerMark, Resolution, SendStatus, Store, UpsertKind};
+use almanac::store::{
+    Consent, NewSend, Outcome, PlannerMark, Resolution, SendStatus, Store, UpsertKind,
+};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 both_backends!(
@@ -33,6 +35,8 @@ both_backends!(
     ledger_rows_keep_their_columns,
     planning_page_keeps_every_value,
     history_is_only_the_asked_members,
+    consent_changes_by_event_time_and_outlives_imports,
+    callback_signatures_are_accepted_once,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -229,10 +233,25 @@ async fn members_round_trip(db: &TestDb) {
     let counts = store.member_counts().await.unwrap();
     assert_eq!((counts.total, counts.unresolved), (2, 1));
 
-    store.opt_out(ids[0].id, t0()).await.unwrap();
+    assert!(store.set_consent(ids[0].id, Consent::OptedOut, t0()).await.unwrap());
     let opted = store.get_member("crm-00001").await.unwrap().unwrap();
     assert_eq!(opted.member.opted_out_at, Some(t0()));
-    store.opt_in(ids[0].id).await.unwrap();
+    let earlier = t0() - Duration::minutes(1);
+    assert!(
+        !store.set_consent(ids[0].id, Consent::OptedIn, earlier).await.unwrap(),
+        "an older subscribe arriving late does not undo a newer unsubscribe"
+    );
+    assert!(
+        !store.set_consent(ids[0].id, Consent::OptedIn, t0()).await.unwrap(),
+        "at the same instant the opt-out wins"
+    );
+    assert_eq!(
+        store.get_member("crm-00001").await.unwrap().unwrap().member.opted_out_at,
+        Some(t0())
+    );
+    assert!(
+        store.set_consent(ids[0].id, Consent::OptedIn, t0() + Duration::seconds(1)).await.unwrap()
+    );
     assert_eq!(store.get_member("crm-00001").await.unwrap().unwrap().member.opted_out_at, None);
 
     let later = t0() + Duration::minutes(5);
@@ -337,7 +356,7 @@ async fn claim_skips_opted_out_members(db: &TestDb) {
     let sends: Vec<NewSend> =
         ids.iter().map(|id| send("c", "o", *id, t0() - Duration::minutes(1))).collect();
     store.insert_sends(&sends).await.unwrap();
-    store.opt_out(ids[1], t0() - Duration::seconds(30)).await.unwrap();
+    store.set_consent(ids[1], Consent::OptedOut, t0() - Duration::seconds(30)).await.unwrap();
     let claimed = store.claim_due("a", t0(), Duration::minutes(5), 10).await.unwrap();
     let members: HashSet<i64> = claimed.iter().map(|c| c.member_id).collect();
     assert_eq!(members, HashSet::from([ids[0], ids[2]]));
@@ -1001,4 +1020,55 @@ async fn postgres_ledger_statistics_follow_a_burst() {
     assert!(!plan.contains("Sort"), "the claim sorts nothing:\n{plan}");
     pool.close().await;
     db.cleanup().await.expect("cleanup");
+}
+
+async fn consent_changes_by_event_time_and_outlives_imports(db: &TestDb) {
+    let store = &db.store;
+    let id = store.upsert_resolved(&[v1(member(1))]).await.unwrap()[0].id;
+    let opted_out = |at| async move {
+        store.get_member("crm-00001").await.unwrap().unwrap().member.opted_out_at == at
+    };
+    let unsubscribed = t0();
+    assert!(store.set_consent(id, Consent::OptedOut, unsubscribed).await.unwrap());
+    // An older subscribe delivered late (WeChat retries, a replica's backlog).
+    assert!(!store.set_consent(id, Consent::OptedIn, t0() - Duration::hours(1)).await.unwrap());
+    assert!(opted_out(Some(unsubscribed)).await, "the newer unsubscribe stands");
+    // The CRM's nightly file knows nothing of the unsubscribe: it does not undo it.
+    store.upsert_resolved(&[v1(member(1))]).await.unwrap();
+    assert!(opted_out(Some(unsubscribed)).await, "an import without an opt-out keeps it");
+    // A newer subscribe opts back in; an import's own opt-out still applies.
+    assert!(store.set_consent(id, Consent::OptedIn, t0() + Duration::hours(1)).await.unwrap());
+    assert!(opted_out(None).await);
+    let mut refused = member(1);
+    refused.opted_out_at = Some(t0() + Duration::hours(2));
+    store.upsert_resolved(&[v1(refused)]).await.unwrap();
+    assert!(opted_out(Some(t0() + Duration::hours(2))).await, "an import can opt out");
+    // A member WeChat never spoke about follows the CRM file both ways.
+    let mut other = member(2);
+    other.opted_out_at = Some(t0());
+    store.upsert_resolved(&[v1(other)]).await.unwrap();
+    store.upsert_resolved(&[v1(member(2))]).await.unwrap();
+    let two = store.get_member("crm-00002").await.unwrap().unwrap();
+    assert_eq!(two.member.opted_out_at, None);
+}
+
+async fn callback_signatures_are_accepted_once(db: &TestDb) {
+    let store = &db.store;
+    // A second handle on the same database stands for a second replica.
+    let replica = Store::connect(&db.url).await.unwrap();
+    let expires = t0() + Duration::minutes(5);
+    assert!(store.claim_callback_signature("sig-a", expires, t0()).await.unwrap());
+    assert!(!store.claim_callback_signature("sig-a", expires, t0()).await.unwrap(), "replayed");
+    assert!(
+        !replica.claim_callback_signature("sig-a", expires, t0()).await.unwrap(),
+        "replayed to another replica"
+    );
+    assert!(replica.claim_callback_signature("sig-b", expires, t0()).await.unwrap());
+    // Released (the event could not be applied): the sender's retry is accepted.
+    store.release_callback_signature("sig-b").await.unwrap();
+    assert!(store.claim_callback_signature("sig-b", expires, t0()).await.unwrap());
+    // Past its expiry an entry is dropped on the way (the timestamp check refuses
+    // such a request before it gets here).
+    let later = expires + Duration::seconds(1);
+    assert!(store.claim_callback_signature("sig-a", later, later).await.unwrap());
 }

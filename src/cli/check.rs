@@ -161,18 +161,25 @@ fn check_config(
             format!("cannot read the member file {}: {io}", file.display()),
         ));
     }
-    let secrets: [(&[&str], &str, &str); 2] = [
+    let callback = &config.wechat_callback;
+    let secrets: [(&[&str], &str, &str); 3] = [
         (&["admin_token_credential"], &config.admin_token_env, &config.admin_token_credential),
+        (&["wechat_callback", "token_credential"], &callback.token_env, &callback.token_credential),
         (
-            &["wechat_callback", "token_credential"],
-            &config.wechat_callback.token_env,
-            &config.wechat_callback.token_credential,
+            &["wechat_callback", "encoding_aes_key_credential"],
+            &callback.encoding_aes_key_env,
+            &callback.encoding_aes_key_credential,
         ),
     ];
+    let mut secrets_read = true;
     for (key, env, credential) in secrets {
         if let Err(problem) = config::read_secret(env, credential) {
             diagnostics.push(at(Severity::Error, key, problem.to_string()));
+            secrets_read = false;
         }
+    }
+    if secrets_read && let Err(problem) = crate::http::wechat::Callback::from_config(callback) {
+        diagnostics.push(at(Severity::Error, &["wechat_callback", "mode"], problem.to_string()));
     }
     // Each channel on its own, so that every channel's problem is reported.
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);

@@ -38,7 +38,7 @@ use super::channel::{Attempt, Channels};
 use super::{Error, Result};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::store::{ClaimedSend, Outcome, Store};
+use crate::store::{ClaimedSend, Consent, Outcome, Store};
 
 /// The longest the dispatcher sleeps (real time) when nothing is due.
 pub const MAX_POLL: Duration = Duration::from_millis(200);
@@ -805,7 +805,7 @@ impl Recorder {
         loop {
             let result = async {
                 for member in opt_outs {
-                    self.store.opt_out(*member, self.clock.now()).await?;
+                    self.store.set_consent(*member, Consent::OptedOut, self.clock.now()).await?;
                 }
                 self.store.record_outcomes(&self.owner, outcomes).await
             }

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::Secret;
 use crate::daemon::LiveCampaigns;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Consent, Store};
 
 pub mod admin;
 pub mod wechat;
@@ -35,8 +35,8 @@ pub struct AppState {
     pub campaigns: Arc<LiveCampaigns>,
     /// The admin bearer token; `None` disables the admin API (every call 401).
     pub admin_token: Option<Secret>,
-    /// The WeChat callback token; `None` disables the callback (503).
-    pub callback_token: Option<Secret>,
+    /// The WeChat callback's token, mode and key; `None` disables the callback (503).
+    pub callback: Option<Arc<wechat::Callback>>,
     /// The daemon's clock.
     pub clock: Arc<dyn Clock>,
     /// Place knowledge, with the `[geo]` settings applied.
@@ -46,30 +46,39 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Applies a callback event to the member with this openid; `Ok(false)` when
-    /// no member has it.
+    /// Applies a callback event to the member with this openid.
     pub async fn apply_callback(
         &self,
         openid: &str,
         action: wechat::Action,
         at: DateTime<Utc>,
-    ) -> crate::store::Result<bool> {
+    ) -> crate::store::Result<wechat::Applied> {
         let Some(member_id) = self.store.member_id_by_openid(openid).await? else {
-            return Ok(false);
+            return Ok(wechat::Applied::NotAMember);
         };
-        match action {
-            wechat::Action::OptOut => {
-                self.store.opt_out(member_id, at).await?;
+        let consent = match action {
+            wechat::Action::OptOut => Some(Consent::OptedOut),
+            wechat::Action::OptIn => Some(Consent::OptedIn),
+            wechat::Action::Interaction => None,
+        };
+        if action != wechat::Action::OptOut {
+            self.store.touch_interaction(member_id, at).await?;
+        }
+        let Some(consent) = consent else {
+            return Ok(wechat::Applied::Yes);
+        };
+        if !self.store.set_consent(member_id, consent, at).await? {
+            return Ok(wechat::Applied::OutOfOrder);
+        }
+        match consent {
+            Consent::OptedOut => {
                 tracing::info!(member_id, "Member unsubscribed on WeChat; opted out.");
             }
-            wechat::Action::OptIn => {
-                self.store.opt_in(member_id).await?;
-                self.store.touch_interaction(member_id, at).await?;
+            Consent::OptedIn => {
                 tracing::info!(member_id, "Member subscribed on WeChat; opted back in.");
             }
-            wechat::Action::Interaction => self.store.touch_interaction(member_id, at).await?,
         }
-        Ok(true)
+        Ok(wechat::Applied::Yes)
     }
 }
 

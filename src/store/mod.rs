@@ -70,6 +70,15 @@ pub struct StoredMember {
     pub unresolved_reason: Option<String>,
 }
 
+/// A member's consent to pushes, as a subscribe or unsubscribe changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    /// Pushes allowed (followed the Official Account again).
+    OptedIn,
+    /// Never push (unfollowed, or a channel said the member refused).
+    OptedOut,
+}
+
 /// Status of a ledger row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SendStatus {
@@ -730,14 +739,39 @@ impl Store {
         dispatch!(self, |pool, backend| backend::member_id_by_openid(pool, openid).await)
     }
 
-    /// Marks a member opted out (by internal id) at `at`; future sends are skipped.
-    pub async fn opt_out(&self, member_id: i64, at: DateTime<Utc>) -> Result<()> {
-        dispatch!(self, |pool, backend| backend::set_opted_out(pool, member_id, Some(at)).await)
+    /// Records a change of the member's consent that happened at `at` (a WeChat
+    /// subscribe or unsubscribe by its `CreateTime`, a channel's refusal). It
+    /// applies only when newer than the last change recorded (an opt-out wins a
+    /// tie), so an older event arriving late does not undo a newer one; returns
+    /// whether it applied.
+    pub async fn set_consent(
+        &self,
+        member_id: i64,
+        consent: Consent,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        dispatch!(self, |pool, backend| backend::set_consent(pool, member_id, consent, at).await)
     }
 
-    /// Clears a member's opt-out (they subscribed again).
-    pub async fn opt_in(&self, member_id: i64) -> Result<()> {
-        dispatch!(self, |pool, backend| backend::set_opted_out(pool, member_id, None).await)
+    /// Accepts a verified callback signature once: `false` when it was already
+    /// seen (a replay). Remembered until `expires_at`; entries past it are
+    /// removed on the way (`now`).
+    pub async fn claim_callback_signature(
+        &self,
+        signature: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        dispatch!(self, |pool, backend| backend::claim_callback_signature(
+            pool, signature, expires_at, now
+        )
+        .await)
+    }
+
+    /// Forgets a claimed signature, so that the sender's retry of a request that
+    /// could not be applied is accepted.
+    pub async fn release_callback_signature(&self, signature: &str) -> Result<()> {
+        dispatch!(self, |pool, backend| backend::release_callback_signature(pool, signature).await)
     }
 
     /// Records the member's own interaction at `at` (opens the WeChat 48-hour window).

@@ -7,9 +7,9 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
 use super::{
-    AuditEntry, CampaignState, ClaimedSend, Error, HistoryEntry, MemberCounts, NewSend, OutcomeRow,
-    PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull, UpsertKind,
-    WechatToken,
+    AuditEntry, CampaignState, ClaimedSend, Consent, Error, HistoryEntry, MemberCounts, NewSend,
+    OutcomeRow, PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull,
+    UpsertKind, WechatToken,
 };
 use crate::members::Member;
 
@@ -196,7 +196,10 @@ pub(super) async fn upsert_members(
              name = excluded.name, phone = excluded.phone, city = excluded.city, \
              province = excluded.province, lat = excluded.lat, lon = excluded.lon, \
              ip = excluded.ip, lang = excluded.lang, tags = excluded.tags, \
-             attrs = excluded.attrs, opted_out_at = excluded.opted_out_at, \
+             attrs = excluded.attrs, \
+             opted_out_at = CASE WHEN excluded.opted_out_at IS NULL \
+               AND m.consent_at IS NOT NULL THEN m.opted_out_at \
+               ELSE excluded.opted_out_at END, \
              last_interaction_at = excluded.last_interaction_at, \
              place_city_id = excluded.place_city_id, place_tz = excluded.place_tz, \
              place_source = excluded.place_source, \
@@ -581,14 +584,49 @@ pub(super) async fn member_id_by_openid(pool: &PgPool, openid: &str) -> Result<O
         .await?)
 }
 
-pub(super) async fn set_opted_out(
+pub(super) async fn set_consent(
     pool: &PgPool,
     member_id: i64,
-    at: Option<DateTime<Utc>>,
-) -> Result<()> {
-    sqlx::query("UPDATE members SET opted_out_at = $1, updated_at = now() WHERE id = $2")
-        .bind(at)
-        .bind(member_id)
+    consent: Consent,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE members SET opted_out_at = CASE WHEN $1 THEN $2 END, consent_at = $2, \
+         updated_at = now() WHERE id = $3 \
+         AND (consent_at IS NULL OR consent_at < $2 OR (consent_at = $2 AND $1))",
+    )
+    .bind(consent == Consent::OptedOut)
+    .bind(at)
+    .bind(member_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn claim_callback_signature(
+    pool: &PgPool,
+    signature: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    sqlx::query("DELETE FROM callback_signatures WHERE expires_at < $1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    let done = sqlx::query(
+        "INSERT INTO callback_signatures (signature, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (signature) DO NOTHING",
+    )
+    .bind(signature)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn release_callback_signature(pool: &PgPool, signature: &str) -> Result<()> {
+    sqlx::query("DELETE FROM callback_signatures WHERE signature = $1")
+        .bind(signature)
         .execute(pool)
         .await?;
     Ok(())

@@ -8,9 +8,9 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    AuditEntry, CampaignState, ClaimedSend, Error, HistoryEntry, MemberCounts, NewSend, OutcomeRow,
-    PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull, UpsertKind,
-    WechatToken,
+    AuditEntry, CampaignState, ClaimedSend, Consent, Error, HistoryEntry, MemberCounts, NewSend,
+    OutcomeRow, PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull,
+    UpsertKind, WechatToken,
 };
 use crate::members::Member;
 
@@ -302,7 +302,9 @@ async fn write_members(
              name = excluded.name, phone = excluded.phone, city = excluded.city, \
              province = excluded.province, lat = excluded.lat, lon = excluded.lon, \
              ip = excluded.ip, lang = excluded.lang, tags = excluded.tags, attrs = excluded.attrs, \
-             opted_out_at = excluded.opted_out_at, \
+             opted_out_at = CASE WHEN excluded.opted_out_at IS NULL \
+               AND members.consent_at IS NOT NULL THEN members.opted_out_at \
+               ELSE excluded.opted_out_at END, \
              last_interaction_at = excluded.last_interaction_at, \
              place_city_id = excluded.place_city_id, place_tz = excluded.place_tz, \
              place_source = excluded.place_source, place_confidence = excluded.place_confidence, \
@@ -353,18 +355,52 @@ pub(super) async fn member_id_by_openid(pool: &SqlitePool, openid: &str) -> Resu
         .await?)
 }
 
-pub(super) async fn set_opted_out(
+pub(super) async fn set_consent(
     pool: &SqlitePool,
     member_id: i64,
-    at: Option<DateTime<Utc>>,
-) -> Result<()> {
-    sqlx::query(&format!(
-        "UPDATE members SET opted_out_at = ?1, updated_at = {NOW_MICROS} WHERE id = ?2"
+    consent: Consent,
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let opted_out = consent == Consent::OptedOut;
+    let done = sqlx::query(&format!(
+        "UPDATE members SET opted_out_at = CASE WHEN ?1 THEN ?2 END, consent_at = ?2, \
+         updated_at = {NOW_MICROS} WHERE id = ?3 \
+         AND (consent_at IS NULL OR consent_at < ?2 OR (consent_at = ?2 AND ?1))"
     ))
-    .bind(at.map(micros))
+    .bind(opted_out)
+    .bind(micros(at))
     .bind(member_id)
     .execute(pool)
     .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn claim_callback_signature(
+    pool: &SqlitePool,
+    signature: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    sqlx::query("DELETE FROM callback_signatures WHERE expires_at < ?1")
+        .bind(micros(now))
+        .execute(pool)
+        .await?;
+    let done = sqlx::query(
+        "INSERT INTO callback_signatures (signature, expires_at) VALUES (?1, ?2) \
+         ON CONFLICT (signature) DO NOTHING",
+    )
+    .bind(signature)
+    .bind(micros(expires_at))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn release_callback_signature(pool: &SqlitePool, signature: &str) -> Result<()> {
+    sqlx::query("DELETE FROM callback_signatures WHERE signature = ?1")
+        .bind(signature)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
