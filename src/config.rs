@@ -564,6 +564,25 @@ mod tests {
     }
 
     #[test]
+    fn callback_settings_name_the_key_and_what_is_expected() {
+        let base = "[channels.log]\ntype = \"log\"\n[wechat_callback]\n";
+        let parse = |callback: &str| Config::parse(&format!("{base}{callback}"), "a.toml");
+        let config =
+            parse("mode = \"safe\"\napp_id = \"wx1\"\nmax_clock_skew = \"90s\"\n").unwrap();
+        assert_eq!(config.wechat_callback.mode, crate::http::wechat::Mode::Safe);
+        assert_eq!(config.wechat_callback.max_clock_skew, Duration::from_secs(90));
+        assert_eq!(
+            Config::embedded_default().wechat_callback.max_clock_skew,
+            Duration::from_secs(300)
+        );
+        let error = parse("mode = \"secret\"\n").unwrap_err().to_string();
+        assert!(error.starts_with("a.toml:4:8: "), "{error}");
+        assert!(error.contains("plaintext") && error.contains("safe"), "{error}");
+        let error = parse("max_clock_skew = \"2h\"\n").unwrap_err().to_string();
+        assert!(error.contains("longer than the maximum, 1h"), "{error}");
+    }
+
+    #[test]
     fn secret_debug_hides_the_value() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
     }

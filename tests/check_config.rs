@@ -198,3 +198,24 @@ fn the_daemon_refuses_what_check_refuses() {
         "{stderr}"
     );
 }
+
+#[test]
+fn safe_mode_needs_a_well_formed_encoding_aes_key() {
+    let safe = config("\n[wechat_callback]\nmode = \"safe\"\napp_id = \"wx5823bf96d3bd56c7\"\n");
+    let dir = deployment(&safe, "hook");
+    std::fs::write(dir.path().join("credentials/wechat-callback-token"), "cbtoken\n").unwrap();
+    let output = almanac(dir.path(), &["check", "--config", "almanac.toml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let out = text(&output);
+    assert!(out.contains("almanac.toml:5:8"), "points at mode: {out}");
+    assert!(out.contains("needs the EncodingAESKey"), "{out}");
+
+    std::fs::write(dir.path().join("credentials/wechat-encoding-aes-key"), "too-short\n").unwrap();
+    let out = text(&almanac(dir.path(), &["check", "--config", "almanac.toml"]));
+    assert!(out.contains("43 characters") && out.contains("it has 9"), "{out}");
+
+    let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    std::fs::write(dir.path().join("credentials/wechat-encoding-aes-key"), key).unwrap();
+    let output = almanac(dir.path(), &["check", "--config", "almanac.toml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+}
