@@ -1132,10 +1132,16 @@ pub async fn run(options: Options) -> Result<(), Error> {
         }
     }
 
-    // The last one is sent here and now (the process is about to end; blocking
-    // is harmless): it must not wait in the queue behind the exit.
-    if let Err(error) = sd_notify::notify(false, &[NotifyState::Stopping]) {
-        tracing::debug!(%error, "sd_notify failed.");
+    // The last one goes out now, not behind the queue, from a thread of its own:
+    // a manager that does not read its socket must not hold the stop (the send
+    // blocks while the socket's queue is full; the thread ends with the process).
+    let stopping = std::thread::Builder::new().name("sd-notify-stopping".into()).spawn(|| {
+        if let Err(error) = sd_notify::notify(false, &[NotifyState::Stopping]) {
+            tracing::debug!(%error, "sd_notify failed.");
+        }
+    });
+    if let Err(error) = stopping {
+        tracing::debug!(%error, "Cannot start a thread to send STOPPING=1.");
     }
     let grace = config.shutdown_grace;
     let drain = async {

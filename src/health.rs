@@ -1,7 +1,7 @@
 //! The daemon's own health beyond reaching the store: failures it keeps running
 //! through but must not hide. The planner reports each tick (and each campaign
-//! the engine could not plan), the dispatcher's recorder each commit of
-//! outcomes; `/readyz` answers 503 with every current problem, and the first
+//! the engine could not plan), the dispatcher each claim of due pushes and each
+//! commit of outcomes; `/readyz` answers 503 with every current problem, and the first
 //! success clears a problem again.
 
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ struct Failing {
 #[derive(Debug, Default)]
 struct State {
     planning: Option<Failing>,
+    claiming: Option<Failing>,
     recording: Option<Failing>,
     /// Campaign id → why the engine could not plan it on the last pass.
     campaigns: BTreeMap<String, String>,
@@ -57,6 +58,17 @@ impl Health {
         self.with(|state| state.campaigns = failures);
     }
 
+    /// Claiming due pushes failed (a full disk, the store refusing writes): nothing
+    /// is sent meanwhile.
+    pub fn claiming_failed(&self, now: DateTime<Utc>, error: &str) {
+        self.with(|state| record(&mut state.claiming, now, error));
+    }
+
+    /// A claim of due pushes went through.
+    pub fn claiming_ok(&self) {
+        self.with(|state| state.claiming = None);
+    }
+
     /// Committing outcomes failed (it is retried).
     pub fn recording_failed(&self, now: DateTime<Utc>, error: &str) {
         self.with(|state| record(&mut state.recording, now, error));
@@ -73,6 +85,9 @@ impl Health {
             let mut problems = Vec::new();
             if let Some(failing) = &state.planning {
                 problems.push(describe("planning", failing));
+            }
+            if let Some(failing) = &state.claiming {
+                problems.push(describe("claiming due pushes", failing));
             }
             if let Some(failing) = &state.recording {
                 problems.push(describe("recording outcomes", failing));
@@ -135,6 +150,10 @@ mod tests {
         health.recording_failed(now, "disk full");
         assert!(health.problems()[0].starts_with("recording outcomes failing"));
         health.recording_ok();
+        assert!(health.problems().is_empty());
+        health.claiming_failed(now, "database or disk is full");
+        assert!(health.problems()[0].starts_with("claiming due pushes failing"));
+        health.claiming_ok();
         assert!(health.problems().is_empty());
     }
 }

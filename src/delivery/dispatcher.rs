@@ -348,6 +348,7 @@ impl Dispatcher {
                 poll: self.poll,
                 wake: self.wake.clone(),
                 saturated,
+                health: self.health.clone(),
             },
             cancel.clone(),
             batches_tx,
@@ -599,6 +600,7 @@ struct Claimer {
     poll: Duration,
     wake: Arc<Notify>,
     saturated: Saturated,
+    health: Arc<crate::health::Health>,
 }
 
 /// Claims batches and hands them over; sleeps (at most `poll`, or until woken)
@@ -617,7 +619,7 @@ async fn claim_loop(
     cancel: CancellationToken,
     batches: mpsc::Sender<Vec<ClaimedSend>>,
 ) -> u64 {
-    let Claimer { store, clock, config, poll, wake, saturated } = claimer;
+    let Claimer { store, clock, config, poll, wake, saturated, health } = claimer;
     let limit = i64::try_from(config.batch).unwrap_or(i64::MAX);
     let mut claimed = 0_u64;
     let mut leases = Leases { renewed: clock.now(), store: &store, config: &config };
@@ -635,8 +637,12 @@ async fn claim_loop(
             &exclude,
         );
         let rows = match claim.await {
-            Ok(rows) => rows,
+            Ok(rows) => {
+                health.claiming_ok();
+                rows
+            }
             Err(error) => {
+                health.claiming_failed(now, &error.to_string());
                 tracing::warn!(%error, owner = config.owner, "Claiming due pushes failed.");
                 tokio::select! {
                     () = cancel.cancelled() => break,
