@@ -130,6 +130,9 @@ fn import_writes_monthly_means_that_override_the_bundled_table() {
         assert!((t - expected).abs() < 0.05, "month {}: {t} vs {expected}", m + 1);
     }
     assert_eq!(rows[0].rh_pct.unwrap()[6], 47.0);
+    // The archive can be asked again for the same figures: a checkable source.
+    assert_eq!(serde_json::to_value(&rows[0]).unwrap()["quality"], "sourced");
+    assert!(rows[0].source.contains("Open-Meteo"), "{}", rows[0].source);
 
     let config = GeoConfig { climate_overrides: Some(out.clone()), ..GeoConfig::default() };
     let geo = Geo::with_config(config).unwrap();
@@ -170,4 +173,35 @@ fn api_errors_are_reported_with_the_reason() {
         "{stderr}"
     );
     assert!(!out.exists());
+}
+
+#[test]
+fn an_override_row_with_an_unknown_quality_names_file_line_and_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundled = include_str!("../data/climate_normals.csv");
+    let header = bundled.lines().next().unwrap();
+    let row = |name: &str| bundled.lines().find(|l| l.contains(&format!(",{name},"))).unwrap();
+    let (tianjin, harbin) = (row("Tianjin"), row("Harbin"));
+    // Line 3 carries a free-text quality note instead of one of the three words.
+    let (rest, _) = harbin.rsplit_once(',').unwrap();
+    let csv = format!("{header}\n{tianjin}\n{rest},medium: +-1 C\n");
+    let overrides = dir.path().join("overrides.csv");
+    std::fs::write(&overrides, csv).unwrap();
+    let config = dir.path().join("geo.toml");
+    std::fs::write(&config, format!("climate_overrides = {:?}\n", overrides.display().to_string()))
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_almanac"))
+        .args(["resolve", "Harbin", "--geo-config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        stderr.contains("overrides.csv, line 3")
+            && stderr.contains("quality")
+            && stderr.contains("sourced, temp_sourced, unsourced")
+            && stderr.contains("medium: +-1 C"),
+        "{stderr}"
+    );
 }

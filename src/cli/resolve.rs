@@ -1,6 +1,7 @@
 //! `almanac resolve <phone | city | lat,lon | ip>`: prints the place a hint
 //! resolves to (city, province, country, zone, dialect and tag, the 12 monthly
-//! mean temperatures and where they come from, source and confidence).
+//! mean temperatures, where they come from and whether that source can be
+//! checked (`sourced`, `temp_sourced`, `unsourced`), the resolver and its confidence).
 
 use std::process::ExitCode;
 
@@ -106,6 +107,7 @@ pub fn describe(geo: &Geo, resolution: &Resolution) -> serde_json::Value {
             "period": c.row.period,
             "source": c.row.source,
             "quality": c.row.quality,
+            "quality_meaning": c.row.quality.meaning(),
         })
     });
     json!({
@@ -164,12 +166,16 @@ fn print_text(v: &serde_json::Value) {
                 .collect();
             println!("mean °C:    {}", temps.join(" "));
             println!(
-                "climate:    row {} ({} km), {}; {}; quality {}",
+                "climate:    row {} ({} km), period {}; {}",
                 c["row"].as_str().unwrap_or(""),
                 c["distance_km"],
                 c["period"].as_str().unwrap_or(""),
-                c["source"].as_str().unwrap_or(""),
-                c["quality"].as_str().unwrap_or("")
+                c["source"].as_str().unwrap_or("")
+            );
+            println!(
+                "quality:    {} ({})",
+                c["quality"].as_str().unwrap_or(""),
+                c["quality_meaning"].as_str().unwrap_or("")
             );
         }
         None => println!("climate:    no normals row within 300 km"),

@@ -1,10 +1,12 @@
 //! `almanac climate import`: monthly normals for a gazetteer city computed from
 //! the Open-Meteo historical-archive API (ERA5 daily mean temperature and
 //! relative humidity), written as rows of `data/climate_normals.csv`'s shape.
+//! Its rows are `sourced`: the archive answers the same request with the same figures.
 
 use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 
+use super::climate::Quality;
 use super::{City, ClimateRow};
 
 /// The public archive endpoint's base (the path `/v1/archive` is appended).
@@ -114,10 +116,11 @@ pub async fn import_city(
         temp_c,
         rh_pct: Some(rh_pct),
         period: format!("{first_year}-{last_year}"),
-        source: "Open-Meteo historical archive (ERA5 reanalysis daily means; CC BY 4.0) at the city's coordinates"
+        source: "Open-Meteo historical archive (ERA5 reanalysis daily means; CC BY 4.0) at the city's \
+                 coordinates; a ~25 km grid cell, not a station: expect 0.5-2 C and several % RH off \
+                 station normals"
             .into(),
-        quality: "reanalysis grid cell (~25 km), not a station: expect 0.5-2 C and several % RH off station normals"
-            .into(),
+        quality: Quality::Sourced,
     })
 }
 
