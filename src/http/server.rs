@@ -48,10 +48,6 @@ use tokio_util::sync::CancellationToken;
 use crate::duration;
 use crate::metrics::Metrics;
 
-/// Longest `header_timeout` accepted.
-pub const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(300);
-/// Longest `idle_timeout` accepted.
-pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Largest `max_connections` accepted.
 pub const MAX_CONNECTIONS: usize = 1_000_000;
 /// Smallest and largest `max_body_bytes` accepted (1 KiB to 1 GiB).
@@ -109,10 +105,10 @@ fn default_max_body_bytes() -> usize {
     1 << 20
 }
 fn header_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    duration::deserialize(deserializer, MAX_HEADER_TIMEOUT)
+    duration::deserialize(deserializer, duration::MAX_HEADER_TIMEOUT)
 }
 fn idle_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    duration::deserialize(deserializer, MAX_IDLE_TIMEOUT)
+    duration::deserialize(deserializer, duration::MAX_IDLE_TIMEOUT)
 }
 
 impl HttpSettings {
@@ -207,6 +203,7 @@ pub async fn serve(
     let limits = Arc::new(limits);
     // Each connection's task holds a sender: `recv` ends once every one is gone.
     let (running, mut finished) = tokio::sync::mpsc::channel::<()>(1);
+    let mut warned: Option<Instant> = None;
     loop {
         let stream = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -216,7 +213,10 @@ pub async fn serve(
                 Err(error) => {
                     // Out of file descriptors (or another resource): free an idle
                     // connection and try again shortly, never waiting long.
-                    tracing::warn!(%error, listener = limits.name, "Accepting a connection failed.");
+                    if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(%error, listener = limits.name, "Accepting a connection failed.");
+                        warned = Some(Instant::now());
+                    }
                     table.evict_oldest_idle();
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -542,7 +542,7 @@ fn endpoint(path: &str) -> &'static str {
 }
 
 /// The 413 answer for a body above `limit` bytes.
-pub fn body_too_large(limit: usize) -> Response {
+fn body_too_large(limit: usize) -> Response {
     let message = format!(
         "the request body is larger than the limit of {limit} bytes ([http] max_body_bytes = {limit})"
     );
