@@ -36,6 +36,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Deserializer};
@@ -52,6 +53,9 @@ use crate::metrics::Metrics;
 pub const MAX_CONNECTIONS: usize = 1_000_000;
 /// Smallest and largest `max_body_bytes` accepted (1 KiB to 1 GiB).
 pub const BODY_BYTES: std::ops::RangeInclusive<usize> = 1024..=1 << 30;
+/// How long a stop waits for requests in progress (a stalled client must not
+/// hold the daemon's stop until `idle_timeout`).
+pub const STOP_WAIT: Duration = Duration::from_secs(5);
 /// Open files kept out of the connection tables' share of the open-file limit
 /// (the store, campaign files, the watcher, outgoing channel connections).
 pub const RESERVED_FILES: u64 = 256;
@@ -187,7 +191,8 @@ impl Limits {
 }
 
 /// Serves `router` on `listener` within `limits` until `cancel` fires; then
-/// closes idle connections at once and lets the others finish their request.
+/// closes idle connections at once and lets the others finish their request
+/// within [`STOP_WAIT`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -238,7 +243,12 @@ pub async fn serve(
         });
     }
     drop(running);
-    let _ = finished.recv().await;
+    if tokio::time::timeout(STOP_WAIT, finished.recv()).await.is_err() {
+        tracing::warn!(
+            listener = limits.name,
+            "HTTP requests still running at stop; closing them."
+        );
+    }
     Ok(())
 }
 
@@ -269,9 +279,14 @@ async fn serve_connection(
             let busy = Busy::start(&conn);
             let response = hyper::service::Service::call(&router, request);
             async move {
-                let response = response.await;
-                drop(busy);
-                response
+                // Busy until the answer's body is written (hyper drops it then).
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    axum::body::Body::new(body.map_frame(move |frame| {
+                        let _ = &busy;
+                        frame
+                    }))
+                }))
             }
         })
     };
