@@ -1,7 +1,7 @@
 //! Daemon configuration (`almanac.toml`): database, campaigns directory, listen
 //! address, secrets, logging, planner cadence, the demo clock, and the sections
-//! each domain module owns the type of (`[geo]`, `[frequency]`, `[channels.<name>]`,
-//! `[dispatcher]`). Every table rejects unknown keys, and every error names the
+//! each domain module owns the type of (`[http]`, `[geo]`, `[frequency]`,
+//! `[channels.<name>]`, `[dispatcher]`). Every table rejects unknown keys, and every error names the
 //! file, line and column. `deploy/almanac.toml` documents every key; a test parses
 //! it with [`Config::load`].
 
@@ -129,6 +129,9 @@ pub struct Config {
     /// How long a graceful stop waits for in-flight pushes.
     #[serde(default = "default_shutdown_grace", deserialize_with = "shutdown_grace")]
     pub shutdown_grace: Duration,
+    /// The HTTP listeners' limits and the optional admin listener (owned by `http`).
+    #[serde(default)]
+    pub http: crate::http::HttpSettings,
     /// Planner cadence.
     #[serde(default)]
     pub planner: PlannerConfig,
@@ -386,6 +389,9 @@ impl Config {
         {
             push(&["demo", "speed"], "must be a number ≥ 1".into());
         }
+        for (key, message) in self.http.problems(self.listen) {
+            push(&["http", key], message);
+        }
         for (key, message) in self.dispatcher.problems() {
             push(&["dispatcher", key], message);
         }
@@ -580,6 +586,57 @@ mod tests {
         assert!(error.contains("plaintext") && error.contains("safe"), "{error}");
         let error = parse("max_clock_skew = \"2h\"\n").unwrap_err().to_string();
         assert!(error.contains("longer than the maximum, 1h"), "{error}");
+    }
+
+    #[test]
+    fn http_keys_parse_with_their_bounds() {
+        let base = "[channels.log]\ntype = \"log\"\n[http]\n";
+        let parse = |http: &str| Config::parse(&format!("{base}{http}"), "a.toml");
+        let config = parse(
+            "header_timeout = \"5s\"\nidle_timeout = \"2m\"\nmax_connections = 100\n\
+             max_body_bytes = 65536\nadmin_listen = \"127.0.0.1:9465\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.http.header_timeout, Duration::from_secs(5));
+        assert_eq!(config.http.idle_timeout, Duration::from_secs(120));
+        assert_eq!(config.http.max_connections, 100);
+        assert_eq!(config.http.max_body_bytes, 65536);
+        assert_eq!(config.http.admin_listen, Some("127.0.0.1:9465".parse().unwrap()));
+        let defaults = Config::embedded_default().http;
+        assert_eq!(defaults, crate::http::HttpSettings::default());
+        assert_eq!(defaults.header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.admin_listen, None);
+    }
+
+    #[test]
+    fn malformed_http_values_name_their_key() {
+        let base = "[channels.log]\ntype = \"log\"\n[http]\n";
+        let error =
+            |http: &str| Config::parse(&format!("{base}{http}"), "a.toml").unwrap_err().to_string();
+        let text = error("header_timeout = \"ten seconds\"\n");
+        assert!(text.starts_with("a.toml:4:18: "), "{text}");
+        let text = error("header_timeout = \"6m\"\n");
+        assert!(text.contains("longer than the maximum, 5m"), "{text}");
+        let text = error("idle_timeout = \"2h\"\n");
+        assert!(text.starts_with("a.toml:4:16: ") && text.contains("1h"), "{text}");
+        let text = error("max_connections = -1\n");
+        assert!(text.starts_with("a.toml:4:19: "), "{text}");
+        let text = error("max_connections = 0\n");
+        assert_eq!(text, "a.toml:4:19: http.max_connections: is 0, expected 1 to 1000000");
+        let text = error("max_body_bytes = 100\n");
+        assert!(
+            text.starts_with("a.toml:4:18: http.max_body_bytes: is 100, expected 1024"),
+            "{text}"
+        );
+        let text = error("admin_listen = \"localhost\"\n");
+        assert!(text.starts_with("a.toml:4:16: invalid socket address"), "{text}");
+        let text = error("admin_listen = \"127.0.0.1:9464\"\n");
+        assert!(
+            text.starts_with("a.toml:4:16: http.admin_listen: is 127.0.0.1:9464, the same"),
+            "{text}"
+        );
+        let text = error("max_conections = 10\n");
+        assert!(text.starts_with("a.toml:4:1: unknown field `max_conections`"), "{text}");
     }
 
     #[test]

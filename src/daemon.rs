@@ -311,6 +311,8 @@ struct Core {
     dispatcher: DispatcherHandle,
     /// The HTTP server's bound address (reported in STATUS=).
     listen: std::net::SocketAddr,
+    /// The admin listener's bound address, when there is one (STATUS=).
+    admin_listen: Option<std::net::SocketAddr>,
     /// The last compiled engine (rebuilt when the set or the paused ids change).
     compiled: std::sync::Mutex<Option<Arc<Compiled>>>,
     /// Held while a planner tick runs (shutdown waits for it).
@@ -676,8 +678,10 @@ impl Core {
             .iter()
             .find(|(status, _)| *status == SendStatus::Pending)
             .map_or(0, |(_, count)| *count);
+        let admin =
+            self.admin_listen.map(|admin| format!("admin on {admin}; ")).unwrap_or_default();
         Ok(format!(
-            "listening on {}; {} active, {} paused campaigns; {members} members; {pending} \
+            "listening on {}; {admin}{} active, {} paused campaigns; {members} members; {pending} \
              pending sends",
             self.listen, by_state["active"], by_state["paused"]
         ))
@@ -999,7 +1003,30 @@ pub async fn run(options: Options) -> Result<(), Error> {
         .await
         .map_err(io(format!("listening on {}", config.listen)))?;
     let local = listener.local_addr().map_err(io("reading the listen address"))?;
-    tracing::info!(address = %local, "HTTP server listening (/metrics, /healthz, /readyz, /v1, /wechat/callback).");
+    let admin_listener = match config.http.admin_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(io(format!("listening on {address} ([http] admin_listen)")))?,
+        ),
+        None => None,
+    };
+    let admin_local = admin_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()
+        .map_err(io("reading the admin_listen address"))?;
+    match admin_local {
+        Some(admin) => {
+            tracing::info!(address = %local, "HTTP server listening (/healthz, /readyz, /wechat/callback).");
+            tracing::info!(address = %admin, "Admin HTTP server listening (/metrics, /healthz, /readyz, /v1).");
+        }
+        None => {
+            tracing::info!(address = %local, "HTTP server listening (/metrics, /healthz, /readyz, /v1, /wechat/callback).")
+        }
+    }
+    let listeners = 1 + usize::from(admin_listener.is_some());
+    let max_connections = connection_budget(&config.http, listeners);
 
     let root = CancellationToken::new();
     let http_cancel = root.child_token();
@@ -1038,6 +1065,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         campaigns: campaigns.clone(),
         dispatcher: dispatcher_handle,
         listen: local,
+        admin_listen: admin_local,
         compiled: std::sync::Mutex::new(None),
         planner: tokio::sync::Mutex::new(()),
         planner_cancel: root.child_token(),
@@ -1055,8 +1083,34 @@ pub async fn run(options: Options) -> Result<(), Error> {
         geo,
         health,
     };
-    let http_task = tasks.spawn(crate::http::serve(listener, state, http_cancel.clone()));
-    let _ = http_task;
+    let limits = |name| crate::http::Limits::new(name, &config.http, max_connections);
+    match admin_listener {
+        Some(admin_listener) => {
+            tasks.spawn(crate::http::serve(
+                listener,
+                crate::http::public_router(state.clone()),
+                limits("listen"),
+                metrics.clone(),
+                http_cancel.clone(),
+            ));
+            tasks.spawn(crate::http::serve(
+                admin_listener,
+                crate::http::admin_router(state),
+                limits("admin_listen"),
+                metrics.clone(),
+                http_cancel.clone(),
+            ));
+        }
+        None => {
+            tasks.spawn(crate::http::serve(
+                listener,
+                crate::http::router(state),
+                limits("listen"),
+                metrics.clone(),
+                http_cancel.clone(),
+            ));
+        }
+    }
     let dispatcher = tokio::spawn(async move {
         // The dispatcher logs its own figures when it stops.
         if let Err(error) = dispatcher.run(dispatch_cancel_for_task).await {
@@ -1174,6 +1228,39 @@ pub async fn run(options: Options) -> Result<(), Error> {
     store.close().await;
     tracing::info!("almanac stopped.");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (every HTTP connection is a
+/// file; systemd's default soft limit is 1024) and returns how many connections
+/// each of `listeners` may hold: `[http] max_connections`, lowered with a warning
+/// when the limit leaves less room.
+fn connection_budget(settings: &crate::http::HttpSettings, listeners: usize) -> usize {
+    let before = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft).ok();
+    // No call at all when the soft limit is the hard one already (as the unit
+    // sets it): setrlimit is outside the unit's system-call filter.
+    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(nofile) => nofile,
+        Err(error) => {
+            tracing::warn!(%error, "Cannot raise the open-file limit.");
+            before.unwrap_or(1024)
+        }
+    };
+    if let Some(before) = before
+        && nofile > before
+    {
+        tracing::info!(from = before, to = nofile, "Raised the open-file limit.");
+    }
+    let budget = crate::http::server::fd_budget(settings, nofile, listeners);
+    if budget < settings.max_connections {
+        tracing::warn!(
+            nofile,
+            max_connections = settings.max_connections,
+            per_listener = budget,
+            "The open-file limit leaves room for fewer HTTP connections than \
+             [http] max_connections; the connection table is smaller (raise LimitNOFILE=)."
+        );
+    }
+    budget
 }
 
 fn second_signal() -> ! {

@@ -45,6 +45,10 @@ pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
 /// `[retention] ledger`.
 pub const MAX_RETENTION: Duration = Duration::from_secs(3660 * DAY);
+/// `[http] header_timeout`.
+pub const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(300);
+/// `[http] idle_timeout`.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Why a text is not a duration within its key's bound.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

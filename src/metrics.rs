@@ -52,8 +52,14 @@ pub struct Metrics {
     /// WeChat access-token refreshes by result.
     pub token_refreshes: IntCounterVec,
     /// Rejected (or, for `out_of_order`, ignored) inbound requests by endpoint and
-    /// reason (`bad_signature`, `replayed`, `stale_timestamp`, `unauthorized`, …).
+    /// reason (`bad_signature`, `replayed`, `stale_timestamp`, `unauthorized`,
+    /// `body_too_large`, …).
     pub rejected_requests: IntCounterVec,
+    /// Open HTTP connections by listener (`listen`, `admin_listen`).
+    pub http_connections: IntGaugeVec,
+    /// HTTP connections closed by a limit, by listener and reason
+    /// (`header_timeout`, `idle_timeout`, `evicted`, `refused`).
+    pub http_connections_closed: IntCounterVec,
     /// Build information (constant 1).
     pub build_info: IntGaugeVec,
 }
@@ -174,6 +180,18 @@ impl Metrics {
             "Rejected (out_of_order: acknowledged but ignored) inbound requests by endpoint and reason.",
             &["endpoint", "reason"],
         );
+        let http_connections = gauge(
+            &registry,
+            "almanac_http_connections",
+            "Open HTTP connections by listener.",
+            &["listener"],
+        );
+        let http_connections_closed = counter(
+            &registry,
+            "almanac_http_connections_closed_total",
+            "HTTP connections closed by a limit ([http] in almanac.toml), by listener and reason.",
+            &["listener", "reason"],
+        );
         let build_info = gauge(&registry, "almanac_build_info", "Build information.", &["version"]);
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         #[cfg(target_os = "linux")]
@@ -200,6 +218,8 @@ impl Metrics {
             quota_deferrals,
             token_refreshes,
             rejected_requests,
+            http_connections,
+            http_connections_closed,
             build_info,
         }
     }
@@ -258,7 +278,7 @@ impl Metrics {
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 19] {
+    fn collectors(&self) -> [&dyn Collector; 21] {
         [
             &self.pushes,
             &self.channel_latency,
@@ -278,6 +298,8 @@ impl Metrics {
             &self.quota_deferrals,
             &self.token_refreshes,
             &self.rejected_requests,
+            &self.http_connections,
+            &self.http_connections_closed,
             &self.build_info,
         ]
     }

@@ -73,7 +73,14 @@ async fn server_with(callback: Callback) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
-    tokio::spawn(almanac::http::serve(listener, state, cancel.clone()));
+    let settings = almanac::http::HttpSettings::default();
+    tokio::spawn(almanac::http::serve(
+        listener,
+        almanac::http::router(state),
+        almanac::http::Limits::new("listen", &settings, settings.max_connections),
+        metrics.clone(),
+        cancel.clone(),
+    ));
     Server { addr, store, metrics, cancel, _dir: dir }
 }
 

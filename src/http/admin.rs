@@ -145,6 +145,10 @@ async fn upsert_member(
 ) -> Response {
     let Json(member) = match body {
         Ok(body) => body,
+        // Answered by the body limit (`server`), which names the setting.
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return rejection.into_response();
+        }
         Err(rejection) => {
             return error(
                 StatusCode::BAD_REQUEST,

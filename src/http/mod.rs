@@ -1,7 +1,9 @@
 //! HTTP: `/metrics`, `/healthz`, `/readyz`, the admin API under `/v1` (bearer
 //! token, see [`admin`]), and the WeChat server callback ([`wechat`]). One axum
-//! router on one listener (loopback by default), stopped by the daemon's
-//! cancellation token after everything else has drained.
+//! router on one listener (loopback by default), or with `[http] admin_listen`
+//! two: [`admin_router`] there and [`public_router`] on `listen`. Each listener
+//! runs [`server::serve`] (timeouts, connection table, body limit) and stops on
+//! the daemon's cancellation token after everything else has drained.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Secret;
@@ -22,7 +23,10 @@ use crate::metrics::Metrics;
 use crate::store::{Consent, Store};
 
 pub mod admin;
+pub mod server;
 pub mod wechat;
+
+pub use server::{HttpSettings, Limits, serve};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -82,24 +86,32 @@ impl AppState {
     }
 }
 
-/// The router with every endpoint.
+/// The router with every endpoint (one listener).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    health(Router::new())
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
         .route("/wechat/callback", get(wechat::verify_url).post(wechat::event))
         .nest("/v1", admin::router(state.clone()))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `cancel` fires.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(cancel.cancelled_owned()).await
+/// The `listen` router when `admin_listen` is set: the WeChat callback and health.
+pub fn public_router(state: AppState) -> Router {
+    health(Router::new())
+        .route("/wechat/callback", get(wechat::verify_url).post(wechat::event))
+        .with_state(state)
+}
+
+/// The `admin_listen` router: the admin API, `/metrics` and health.
+pub fn admin_router(state: AppState) -> Router {
+    health(Router::new())
+        .route("/metrics", get(metrics))
+        .nest("/v1", admin::router(state.clone()))
+        .with_state(state)
+}
+
+fn health(router: Router<AppState>) -> Router<AppState> {
+    router.route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -29,6 +29,23 @@ impl Daemon {
     /// Writes `config` (TOML), the campaign files and the member file into a fresh
     /// directory, starts the daemon there and waits for READY=1.
     pub fn start(config: &str, campaigns: &[(&str, &str)], members: &str) -> Daemon {
+        Self::start_with_nofile(config, campaigns, members, None)
+    }
+
+    /// [`Daemon::start`] with the daemon's open-file limit set first: `(soft,
+    /// hard)`, `None` for a limit left as inherited (systemd's default for a unit
+    /// without `LimitNOFILE=` is a soft 1024 below a higher hard limit).
+    pub fn start_with_nofile(
+        config: &str,
+        campaigns: &[(&str, &str)],
+        members: &str,
+        nofile: Option<(u64, Option<u64>)>,
+    ) -> Daemon {
+        let ulimit = match nofile {
+            None => String::new(),
+            Some((soft, None)) => format!("ulimit -Sn {soft} && "),
+            Some((soft, Some(hard))) => format!("ulimit -Sn {soft} && ulimit -Hn {hard} && "),
+        };
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("campaigns")).unwrap();
         for (name, text) in campaigns {
@@ -44,7 +61,7 @@ impl Daemon {
         // systemd passes WATCHDOG_PID with the service's own pid: `exec` keeps the
         // shell's pid, so `$$` is the daemon's.
         let child = Command::new("sh")
-            .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" run --config almanac.toml"])
+            .args(["-c", &format!("{ulimit}WATCHDOG_PID=$$ exec \"$0\" run --config almanac.toml")])
             .arg(env!("CARGO_BIN_EXE_almanac"))
             .current_dir(dir.path())
             .env("NOTIFY_SOCKET", &socket_path)
