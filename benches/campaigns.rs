@@ -95,13 +95,13 @@ fn campaign(i: usize) -> String {
          priority = {}\n\n[audience]\n",
         i % 7
     );
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         text.push_str("countries = [\"CN\", \"HK\"]\n");
     }
     text.push_str(["tags_any = [\"skincare\"]\n", "tags_any = [\"makeup\"]\n", ""][i % 3]);
     let timing = match i % 10 {
         0..=6 => {
-            let (metric, threshold) = if i % 2 == 0 {
+            let (metric, threshold) = if i.is_multiple_of(2) {
                 ("mean_temp_c", 5 + (i % 20))
             } else {
                 ("rel_humidity_pct", 40 + (i % 40))

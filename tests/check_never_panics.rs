@@ -27,9 +27,10 @@ use chrono::{DateTime, NaiveDate};
 use proptest::prelude::*;
 use proptest::test_runner::{RngAlgorithm, RngSeed, TestRunner};
 
-/// Planning one campaign for a year (366 calls, 11 members) takes 10–60 ms on a
-/// debug build; the bound leaves room for a loaded machine, not for a campaign
-/// that makes the engine slow.
+/// Planning one campaign for a year (366 calls, 11 members) takes about 20 ms on
+/// a debug build (median of the valid mutations; the slowest corpus file, a
+/// six-field cron, about 0.1 s): the bound leaves room for a loaded machine, not
+/// for a campaign that makes the engine slow.
 const YEAR_BOUND: Duration = Duration::from_secs(2);
 
 fn root() -> PathBuf {
@@ -101,9 +102,9 @@ static MEMBERS: LazyLock<Vec<(Member, Option<Place>)>> = LazyLock::new(|| {
         tags: tags.iter().map(|tag| tag.to_string()).collect(),
         attrs: [("tier".to_string(), "gold".to_string())]
             .into_iter()
-            .filter(|_| i % 2 == 0)
+            .filter(|_| i.is_multiple_of(2))
             .collect(),
-        opted_out_at: (i == 8).then(|| DateTime::UNIX_EPOCH),
+        opted_out_at: (i == 8).then_some(DateTime::UNIX_EPOCH),
         ..Member::default()
     };
     let mut shanghai = member(11, None, Some("zh-Hans"), &["skincare", "vip", "digest-optin"]);
@@ -212,7 +213,7 @@ fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(0x616c_6d61_6e61_63),
+        rng_seed: RngSeed::Fixed(0x0061_6c6d_616e_6163),
         failure_persistence: None,
         ..ProptestConfig::default()
     }
