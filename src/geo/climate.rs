@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::GeoError;
+use crate::campaign::ClimateMetric;
 
 /// One row of monthly normals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,6 +245,19 @@ const MONTH_DAYS: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 fn mid_month(m: usize) -> f64 {
     let start: u32 = MONTH_DAYS[..m].iter().sum();
     f64::from(start) + f64::from(MONTH_DAYS[m]) / 2.0
+}
+
+impl ClimateRow {
+    /// The row's normal for a day of year (1..=366), or `None` for relative
+    /// humidity when the row has none.
+    pub fn normal(&self, day_of_year: u32, metric: ClimateMetric) -> Option<f64> {
+        match metric {
+            ClimateMetric::MeanTempC => Some(interpolate(&self.temp_c, day_of_year)),
+            ClimateMetric::RelHumidityPct => {
+                self.rh_pct.as_ref().map(|rh| interpolate(rh, day_of_year))
+            }
+        }
+    }
 }
 
 /// Interpolates monthly values to a day of year (1..=366; 366 is treated as

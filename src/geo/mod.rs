@@ -224,6 +224,9 @@ pub struct CityMeta {
 pub struct ClimateRef<'a> {
     /// The row.
     pub row: &'a ClimateRow,
+    /// The row's position in [`Geo::climate_rows`]: every city using it has the
+    /// same normals (the timing engine caches crossing days per row).
+    pub index: usize,
     /// Distance from the city to the row's point, km (0 for the city's own row).
     pub distance_km: f32,
 }
@@ -717,7 +720,11 @@ impl Geo {
     /// The climate row a city uses: its own, else the nearest within 300 km.
     pub fn climate(&self, city: CityId) -> Option<ClimateRef<'_>> {
         let (row, km) = self.climate_of.get(city.0 as usize).copied().flatten()?;
-        Some(ClimateRef { row: &self.climate_rows[row as usize], distance_km: km })
+        Some(ClimateRef {
+            row: &self.climate_rows[row as usize],
+            index: row as usize,
+            distance_km: km,
+        })
     }
 
     /// All climate rows in force (bundled plus overrides).
@@ -728,13 +735,7 @@ impl Geo {
     /// The city's (or nearest row's) normal for a day of year (1..=366), or None
     /// when no climate row lies within 300 km.
     pub fn normal(&self, city: CityId, day_of_year: u32, metric: ClimateMetric) -> Option<f64> {
-        let row = self.climate(city)?.row;
-        match metric {
-            ClimateMetric::MeanTempC => Some(climate::interpolate(&row.temp_c, day_of_year)),
-            ClimateMetric::RelHumidityPct => {
-                row.rh_pct.as_ref().map(|rh| climate::interpolate(rh, day_of_year))
-            }
-        }
+        self.climate(city)?.row.normal(day_of_year, metric)
     }
 
     /// Every city, in id order (synthetic members for `almanac plan`).

@@ -23,7 +23,8 @@
 //!   days) on which the city's daily-interpolated normal crosses the threshold
 //!   (the day before at-or-above and the day itself below, for `below`), at
 //!   `local_time`; occurrence key = the year of `after` (`2027`), so it recurs
-//!   yearly. Crossing days are computed once per (campaign, city, year) and cached.
+//!   yearly. Crossing days are computed once per (campaign, year, climate row) and
+//!   cached: every city using a row (its own, or the nearest) shares its normals.
 //!
 //! Daylight saving: a local time in a **gap** (clocks jump forward) fires at the
 //! first valid minute after it (02:30 → 03:00); several nominal times that land on
@@ -101,7 +102,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::campaign::{Bound, Campaign, ClimateMetric, Crossing, QuietHours, Trigger, Unresolved};
-use crate::geo::{City, CityId, Geo, Place, name_key};
+use crate::geo::{City, CityId, ClimateRow, Geo, Place, name_key};
 use crate::members::Member;
 
 /// Errors compiling a campaign set.
@@ -391,9 +392,10 @@ pub struct Engine<'g> {
     geo: &'g Geo,
     config: EngineConfig,
     campaigns: Vec<Compiled>,
-    n_cities: usize,
     /// Template values per city, built on first use.
     city_values: Vec<OnceLock<Arc<CityValues>>>,
+    /// Each city's dialect tag, parsed on first use.
+    city_tags: Vec<OnceLock<Arc<lang::Tag>>>,
 }
 
 #[derive(Debug)]
@@ -420,12 +422,13 @@ struct Compiled {
     /// When the ledger (or `simulate --from`) first saw the campaign: nothing
     /// that fell due more than `timing.catch_up` before is planned.
     first_seen: Option<DateTime<Utc>>,
-    /// Crossing day per season year, per city (lazily filled).
+    /// Crossing day per season year, per climate row (lazily filled).
     crossings: Mutex<HashMap<i32, CrossingTable>>,
 }
 
-/// One season year's crossing day per city, filled on first use.
-type CrossingTable = Arc<Vec<OnceLock<Option<NaiveDate>>>>;
+/// One season year's crossing day per climate row (`Geo::climate_rows`, about a
+/// hundred, where a table per city would hold thousands), filled on first use.
+type CrossingTable = Arc<[OnceLock<Option<NaiveDate>>]>;
 
 #[derive(Debug)]
 enum CompiledTrigger {
@@ -522,9 +525,9 @@ struct CampaignCtx<'e> {
     /// the latest one is kept), one due at or after `to` is only looked ahead.
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    /// Position in `city_plans` per city id (`u32::MAX`: not computed yet).
-    city_index: Vec<u32>,
-    city_plans: Vec<CityPlan>,
+    /// The cities of this call's members (only those: a call holds no table
+    /// over the whole gazetteer per campaign).
+    city_plans: foldhash::HashMap<CityId, CityPlan>,
     zones: HashMap<Tz, Arc<[Occ]>>,
     city_zones: HashMap<(CityId, Tz), Arc<[Occ]>>,
     crossings: Vec<(i32, CrossingTable)>,
@@ -537,7 +540,8 @@ impl<'g> Engine<'g> {
         let campaigns =
             campaigns.iter().map(|c| compile(c, geo)).collect::<Result<Vec<_>, Error>>()?;
         let city_values = (0..n_cities).map(|_| OnceLock::new()).collect();
-        Ok(Self { geo, config, campaigns, n_cities, city_values })
+        let city_tags = (0..n_cities).map(|_| OnceLock::new()).collect();
+        Ok(Self { geo, config, campaigns, city_values, city_tags })
     }
 
     /// Sets when each campaign was first seen (by the ledger, or the start of a
@@ -638,7 +642,7 @@ impl<'g> Engine<'g> {
                 let table = cache
                     .entry(year)
                     .or_insert_with(|| {
-                        Arc::new((0..self.n_cities).map(|_| OnceLock::new()).collect())
+                        self.geo.climate_rows().iter().map(|_| OnceLock::new()).collect()
                     })
                     .clone();
                 crossings.push((year, table));
@@ -650,8 +654,7 @@ impl<'g> Engine<'g> {
             hi,
             from,
             to,
-            city_index: vec![u32::MAX; self.n_cities],
-            city_plans: Vec::new(),
+            city_plans: foldhash::HashMap::default(),
             zones: HashMap::new(),
             city_zones: HashMap::new(),
             crossings,
@@ -864,24 +867,27 @@ impl<'g> Engine<'g> {
         }
     }
 
+    fn city_tag(&self, id: CityId, city: &City) -> Arc<lang::Tag> {
+        let tag = || Arc::new(lang::Tag::new(&city.lang_tag, Some(&city.country)));
+        match self.city_tags.get(id.0 as usize) {
+            Some(slot) => slot.get_or_init(tag).clone(),
+            None => tag(),
+        }
+    }
+
     /// The campaign's facts for a city in this call, computed on first use.
     fn city_plan<'c>(&self, ctx: &'c mut CampaignCtx<'_>, id: CityId) -> &'c CityPlan {
-        let index = id.0 as usize;
-        if index >= ctx.city_index.len() {
-            ctx.city_index.resize(index + 1, u32::MAX);
-        }
-        if ctx.city_index[index] == u32::MAX {
+        if !ctx.city_plans.contains_key(&id) {
             let plan = self.compute_city_plan(ctx, id);
-            ctx.city_index[index] = ctx.city_plans.len() as u32;
-            ctx.city_plans.push(plan);
+            ctx.city_plans.insert(id, plan);
         }
-        &ctx.city_plans[ctx.city_index[index] as usize]
+        &ctx.city_plans[&id]
     }
 
     fn compute_city_plan(&self, ctx: &mut CampaignCtx<'_>, id: CityId) -> CityPlan {
         let compiled = ctx.compiled;
         let city = self.geo.city(id);
-        let tag = Arc::new(lang::Tag::new(&city.lang_tag, Some(&city.country)));
+        let tag = self.city_tag(id, city);
         let group = compiled.group_for(None, Some(&tag));
         let eligible = compiled.city_eligible(id, city);
         let no_climate = match &compiled.trigger {
@@ -998,7 +1004,8 @@ impl<'g> Engine<'g> {
         Arc::from(latest_late_only(occs, ctx.from))
     }
 
-    /// A season's crossing day in a city, cached in the campaign's table.
+    /// A season's crossing day in a city, cached in the campaign's table under
+    /// the city's climate row.
     fn season_crossing(
         &self,
         compiled: &Compiled,
@@ -1010,8 +1017,9 @@ impl<'g> Engine<'g> {
         else {
             return None;
         };
-        let compute = || crossing_day(self.geo, id, year, *metric, *crosses, *threshold, *after);
-        match table.get(id.0 as usize) {
+        let climate = self.geo.climate(id)?;
+        let compute = || crossing_day(climate.row, year, *metric, *crosses, *threshold, *after);
+        match table.get(climate.index) {
             Some(slot) => *slot.get_or_init(compute),
             None => compute(),
         }
@@ -1188,10 +1196,9 @@ fn fits(sorted: &[DateTime<Utc>], at: DateTime<Utc>, cap: GlobalCap) -> bool {
     })
 }
 
-/// The first day after `after` in season `year` on which the normal crosses.
+/// The first day after `after` in season `year` on which the row's normal crosses.
 fn crossing_day(
-    geo: &Geo,
-    city: CityId,
+    row: &ClimateRow,
     year: i32,
     metric: ClimateMetric,
     crosses: Crossing,
@@ -1200,11 +1207,11 @@ fn crossing_day(
 ) -> Option<NaiveDate> {
     let start = NaiveDate::from_ymd_opt(year, after.0, after.1)
         .or_else(|| NaiveDate::from_ymd_opt(year, after.0, after.1.saturating_sub(1)))?;
-    let mut previous = geo.normal(city, start.ordinal(), metric)?;
+    let mut previous = row.normal(start.ordinal(), metric)?;
     let mut day = start;
     for _ in 0..366 {
         day = day.succ_opt()?;
-        let value = geo.normal(city, day.ordinal(), metric)?;
+        let value = row.normal(day.ordinal(), metric)?;
         let crossed = match crosses {
             Crossing::Below => previous >= threshold && value < threshold,
             Crossing::Above => previous <= threshold && value > threshold,
