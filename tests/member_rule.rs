@@ -127,3 +127,75 @@ fn postgres_daemon_starts_with_a_nul_row_in_its_member_file() {
     assert!(daemon.wait_exit(Duration::from_secs(30)).success());
     runtime.block_on(db.cleanup()).unwrap();
 }
+
+/// Malformed phone numbers in the spellings CRMs export, each with the digits
+/// `0451` and `7777` in the middle, which a masked phone never shows.
+const MALFORMED_PHONES: [&str; 6] = [
+    "139 0451 77771",
+    "+86-139-0451-7777-9",
+    "(0451) 8888 7777 99",
+    "139.0451.7777x",
+    "0086 139 0451 77 7 12",
+    "1390451777712345678",
+];
+
+/// Fails when `text` shows a phone's middle digits.
+fn assert_no_phone_digits(what: &str, text: &str) {
+    for line in text.lines() {
+        assert!(!line.contains("0451") && !line.contains("7777"), "{what} shows a phone: {line}");
+    }
+}
+
+#[test]
+fn no_log_line_shows_a_malformed_phone() {
+    let members: String = MALFORMED_PHONES
+        .iter()
+        .enumerate()
+        .map(|(i, phone)| {
+            format!("{{\"external_id\":\"p{i}\",\"city\":\"Harbin\",\"phone\":\"{phone}\"}}\n")
+        })
+        .collect();
+    let mut daemon = Daemon::start(CONFIG, &[], &members);
+    // The admin API too: the refusal names the field, not the number.
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    for phone in MALFORMED_PHONES {
+        let body = format!("{{\"external_id\":\"api\",\"phone\":\"{phone}\"}}");
+        let (status, text) = daemon.http(
+            "PUT",
+            "/v1/members/api",
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &body,
+        );
+        assert_eq!(status, 400, "{phone}: {text}");
+        assert!(text.contains("phone"), "{text}");
+        assert_no_phone_digits("the admin API's answer", &text);
+    }
+    daemon.drain_notifications();
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(Duration::from_secs(30)).success(), "{}", daemon.log());
+    let log = daemon.log();
+    assert!(log.contains("bad=6"), "the bad rows are reported: {log}");
+    assert!(log.contains("139****71"), "a bad phone is named, masked: {log}");
+    assert_no_phone_digits("the daemon's log", &log);
+    let stdout = std::fs::read_to_string(daemon.path("stdout.log")).unwrap_or_default();
+    assert_no_phone_digits("the daemon's stdout", &stdout);
+
+    // And `almanac members import` of the same rows as CSV.
+    let csv: String = std::iter::once("external_id,city,phone\n".to_owned())
+        .chain(MALFORMED_PHONES.iter().enumerate().map(|(i, p)| format!("c{i},Harbin,\"{p}\"\n")))
+        .collect();
+    std::fs::write(daemon.path("members.csv"), csv).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_almanac"))
+        .current_dir(daemon.dir.path())
+        .args(["members", "import", "members.csv", "--database", "sqlite:import.db"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("phone"), "each bad row is named: {text}");
+    assert_no_phone_digits("members import", &text);
+}
