@@ -12,7 +12,7 @@
 //!
 //! [`parse`] takes the key's maximum, so a file can never hold a duration that
 //! overflows date arithmetic or makes the engine plan over centuries. The
-//! maxima are the `MAX_*` constants below; README lists them. Whether zero is
+//! maxima are the `MAX_*` constants below; README and docs/campaigns.md list them. Whether zero is
 //! allowed is the key's own rule (most require longer than zero).
 
 use std::time::Duration;

@@ -1073,6 +1073,6 @@ fn every_climate_row_is_sourced_as_it_claims_or_says_unsourced() {
         count("sourced") + count("temp_sourced") + count("unsourced"),
         geo.climate_rows().len()
     );
-    // 69 of the 120 bundled cities have a usable sourced row (README, "Climate normals").
+    // 69 of the 120 bundled cities have a usable sourced row (docs/place-data.md).
     assert_eq!(count("sourced") + count("temp_sourced"), 69, "{counts:?}");
 }

