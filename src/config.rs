@@ -448,8 +448,18 @@ fn horizon<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Er
     duration::deserialize(deserializer, duration::MAX_HORIZON)
 }
 
+/// The planner's cadence: its scheduler counts whole seconds (a shorter or
+/// fractional period would be truncated, `500ms` to never), so whole seconds it is.
 fn tick<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    duration::deserialize(deserializer, duration::MAX_TICK)
+    let tick = duration::deserialize(deserializer, duration::MAX_TICK)?;
+    if tick < Duration::from_secs(1) || tick.subsec_nanos() != 0 {
+        return Err(serde::de::Error::custom(format!(
+            "is {}: the planner runs on whole seconds, expected at least 1s in whole seconds \
+             (e.g. `1s`, `30s`, `5m`)",
+            duration::format(tick)
+        )));
+    }
+    Ok(tick)
 }
 
 fn retention<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -559,9 +569,15 @@ mod tests {
     fn durations_take_the_shared_grammar_and_their_bound() {
         let base = "[channels.log]\ntype = \"log\"\n[planner]\n";
         let parse = |planner: &str| Config::parse(&format!("{base}{planner}"), "a.toml");
-        let config = parse("horizon = \"1d12h\"\ntick = \"500ms\"\n").unwrap();
+        let config = parse("horizon = \"1d12h\"\ntick = \"1m30s\"\n").unwrap();
         assert_eq!(config.planner.horizon, Duration::from_secs(36 * 3600));
-        assert_eq!(config.planner.tick, Duration::from_millis(500));
+        assert_eq!(config.planner.tick, Duration::from_secs(90));
+        // The planner's scheduler counts whole seconds: 500ms would never tick.
+        for bad in ["500ms", "1s500ms", "0s"] {
+            let error = parse(&format!("tick = \"{bad}\"\n")).unwrap_err().to_string();
+            assert!(error.starts_with("a.toml:4:8: "), "{error}");
+            assert!(error.contains("expected at least 1s in whole seconds"), "{bad}: {error}");
+        }
         let error = parse("tick = \"9999999999999d\"\n").unwrap_err().to_string();
         assert!(error.starts_with("a.toml:4:8: "), "{error}");
         assert!(error.contains("longer than the maximum, 1h"), "{error}");

@@ -102,7 +102,7 @@ listen = "127.0.0.1:0"
 shutdown_grace = "5s"
 
 [planner]
-tick = "500ms"
+tick = "1s"
 horizon = "1h"
 
 [channels.log]
