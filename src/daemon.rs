@@ -811,12 +811,26 @@ async fn read_pages(
         after = last.id;
         let ids: Vec<i64> = page.iter().map(|member| member.id).collect();
         let mut history = History::new();
+        // The engine needs every recorded row (`per_member` counts a member's whole
+        // history for a campaign, and an occurrence key such as `once` or a
+        // climate season's year never repeats however long ago it was recorded),
+        // so the rows are not bounded in time; their strings are shared instead
+        // (a page's rows repeat a few campaign ids and occurrence keys).
+        let mut strings: HashSet<Arc<str>> = HashSet::new();
+        let mut shared = |text: String| -> Arc<str> {
+            if let Some(known) = strings.get(text.as_str()) {
+                return known.clone();
+            }
+            let text: Arc<str> = text.into();
+            strings.insert(text.clone());
+            text
+        };
         for entry in store.send_history(&ids, DateTime::UNIX_EPOCH).await? {
             history.insert(
                 entry.member_id,
                 PastSend {
-                    campaign_id: entry.campaign_id.into(),
-                    occurrence: entry.occurrence.into(),
+                    campaign_id: shared(entry.campaign_id),
+                    occurrence: shared(entry.occurrence),
                     at: entry.due_at,
                     holdout: entry.holdout,
                     skipped: entry.skipped,

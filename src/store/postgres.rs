@@ -3,6 +3,7 @@
 //! use `FOR UPDATE SKIP LOCKED` so replicas never hand the same row out twice.
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
@@ -1061,27 +1062,28 @@ pub(super) async fn send_history(
     member_ids: &[i64],
     since: DateTime<Utc>,
 ) -> Result<Vec<HistoryEntry>> {
-    let rows = sqlx::query(
+    // Streamed: a page's history can be hundreds of thousands of rows, and
+    // `fetch_all` would hold every row besides the entries.
+    let mut rows = sqlx::query(
         "SELECT campaign_id, member_id, due_at, occurrence, status FROM sends \
          WHERE due_at >= $1 \
            AND member_id = ANY($2) ORDER BY member_id, due_at",
     )
     .bind(since)
     .bind(member_ids)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(HistoryEntry {
-                campaign_id: row.try_get(0)?,
-                member_id: row.try_get(1)?,
-                due_at: row.try_get(2)?,
-                occurrence: row.try_get(3)?,
-                holdout: row.try_get::<&str, _>(4)? == "holdout",
-                skipped: matches!(row.try_get::<&str, _>(4)?, "skipped" | "dead"),
-            })
-        })
-        .collect()
+    .fetch(pool);
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        out.push(HistoryEntry {
+            campaign_id: row.try_get(0)?,
+            member_id: row.try_get(1)?,
+            due_at: row.try_get(2)?,
+            occurrence: row.try_get(3)?,
+            holdout: row.try_get::<&str, _>(4)? == "holdout",
+            skipped: matches!(row.try_get::<&str, _>(4)?, "skipped" | "dead"),
+        });
+    }
+    Ok(out)
 }
 
 pub(super) async fn retention(pool: &PgPool, older_than: DateTime<Utc>) -> Result<u64> {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -770,19 +771,19 @@ pub(super) async fn send_history(
     // scan of the index, filtered here, instead of a statement per 250 ids.
     if high - low < 2 * member_ids.len() as i64 {
         let wanted: std::collections::HashSet<i64> = member_ids.iter().copied().collect();
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "{SELECT_HISTORY} ?1 AND member_id BETWEEN ?2 AND ?3 ORDER BY member_id, due_at"
-        ))
-        .bind(micros(since))
-        .bind(low)
-        .bind(high)
-        .fetch_all(pool)
-        .await?;
-        return rows
-            .iter()
-            .filter(|row| row.try_get::<i64, _>(1).is_ok_and(|id| wanted.contains(&id)))
-            .map(entry)
-            .collect();
+        );
+        // Streamed: a page's history can be hundreds of thousands of rows, and
+        // `fetch_all` would hold every row's copied values besides the entries.
+        let mut rows = sqlx::query(&sql).bind(micros(since)).bind(low).bind(high).fetch(pool);
+        let mut out = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            if row.try_get::<i64, _>(1).is_ok_and(|id| wanted.contains(&id)) {
+                out.push(entry(&row)?);
+            }
+        }
+        return Ok(out);
     }
     let mut out = Vec::new();
     for chunk in member_ids.chunks(rows_per_statement(1)) {
@@ -793,7 +794,8 @@ pub(super) async fn send_history(
             list.push_bind(*id);
         }
         query.push(") ORDER BY member_id, due_at");
-        for row in query.build().fetch_all(pool).await? {
+        let mut rows = query.build().fetch(pool);
+        while let Some(row) = rows.try_next().await? {
             out.push(entry(&row)?);
         }
     }
