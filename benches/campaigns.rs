@@ -22,7 +22,7 @@
 //!                                  [--daemon BINARY]... [--no-daemon]
 //! ```
 //!
-//! The target: 1,000 campaigns keep the daemon under 300 MB (README, Load).
+//! The target: 1,000 campaigns keep the daemon under 300 MB (docs/performance.md).
 
 /// The daemon's allocator, so the in-process figures are the daemon's.
 #[global_allocator]

@@ -136,14 +136,59 @@ impl Format {
     }
 }
 
-/// Streams a member file (format by extension), yielding each row or its error.
+/// A member file's character encoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    /// UTF-8 (a byte-order mark is skipped).
+    #[default]
+    #[value(name = "utf-8")]
+    Utf8,
+    /// GB18030, which contains GBK and GB2312: Excel's "CSV" on Chinese Windows.
+    #[value(name = "gb18030", alias = "gbk")]
+    Gb18030,
+}
+
+/// Streams a UTF-8 member file (format by extension), yielding each row or its
+/// error.
 pub fn read_file(
     path: &Path,
+) -> Result<Box<dyn Iterator<Item = Result<Member, RowError>> + Send>, Error> {
+    read_file_encoded(path, Encoding::Utf8)
+}
+
+/// [`read_file`] for a file in `encoding` (decoded to UTF-8 as it is read).
+pub fn read_file_encoded(
+    path: &Path,
+    encoding: Encoding,
 ) -> Result<Box<dyn Iterator<Item = Result<Member, RowError>> + Send>, Error> {
     let name = path.display().to_string();
     let format = Format::from_path(path).ok_or_else(|| Error::Format(name.clone()))?;
     let file = File::open(path).map_err(|source| Error::Io { path: name.clone(), source })?;
-    read(BufReader::new(file), format, &name)
+    match encoding {
+        Encoding::Utf8 => read(BufReader::new(file), format, &name),
+        Encoding::Gb18030 => {
+            let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(encoding_rs::GB18030))
+                .build(file);
+            read(decoded, format, &name)
+        }
+    }
+}
+
+/// Why bytes are not UTF-8, and a hint when they read as Chinese in GB18030 /
+/// GBK (the encoding Excel writes "CSV" in on Chinese Windows).
+fn not_utf8(bytes: &[u8], error: std::str::Utf8Error) -> String {
+    let mut message = format!("not valid UTF-8 (byte {})", error.valid_up_to() + 1);
+    let chinese = encoding_rs::GB18030
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .is_some_and(|text| text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)));
+    if chinese {
+        message.push_str(
+            "; it reads as Chinese in GBK/GB18030 (Excel's CSV on Chinese Windows): import it \
+             with `--encoding gb18030`, or convert it with `iconv -f GB18030 -t UTF-8`",
+        );
+    }
+    message
 }
 
 /// Streams members from any reader in the given format; `name` labels errors.
@@ -166,8 +211,10 @@ pub fn read<R: Read + Send + 'static>(
                 }
                 Some(Ok(Line::Text)) => std::mem::take(&mut buffer),
             };
-            let text = String::from_utf8(header)
-                .map_err(|_| header_error("header is not valid UTF-8".into()))?;
+            let text = String::from_utf8(header).map_err(|error| {
+                let reason = not_utf8(error.as_bytes(), error.utf8_error());
+                header_error(format!("header is {reason}"))
+            })?;
             let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
             let fields = split_csv_line(text).map_err(header_error)?;
             Kind::Csv(parse_header(&fields).map_err(header_error)?)
@@ -450,9 +497,11 @@ impl<R: Read> Iterator for Rows<R> {
             }
             let parsed = match &self.kind {
                 Kind::Csv(columns) => std::str::from_utf8(bytes)
-                    .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to() + 1))
+                    .map_err(|error| not_utf8(bytes, error))
                     .and_then(|text| csv_member(columns, text)),
-                Kind::Jsonl => json_member(bytes),
+                Kind::Jsonl => std::str::from_utf8(bytes)
+                    .map_err(|error| not_utf8(bytes, error))
+                    .and_then(|_| json_member(bytes)),
             };
             let member = match parsed.and_then(Member::validated) {
                 Ok(member) => member,
@@ -548,13 +597,20 @@ fn instant(column: &str, value: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn json_member(line: &[u8]) -> Result<Member, String> {
-    serde_json::from_slice::<Member>(line).map_err(|error| {
-        let kind = match error.classify() {
-            serde_json::error::Category::Data => "wrong JSON type or field",
-            _ => "broken JSON",
-        };
-        format!("{kind}: {error}")
-    })
+    let mut deserializer = serde_json::Deserializer::from_slice(line);
+    let member: Member = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        let error = error.into_inner();
+        match error.classify() {
+            serde_json::error::Category::Data if field != "." => {
+                format!("field `{field}`: {error}")
+            }
+            serde_json::error::Category::Data => format!("wrong JSON type or field: {error}"),
+            _ => format!("broken JSON: {error}"),
+        }
+    })?;
+    deserializer.end().map_err(|error| format!("broken JSON: {error}"))?;
+    Ok(member)
 }
 
 impl Member {

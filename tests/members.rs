@@ -82,11 +82,14 @@ fn jsonl_reports_wrong_types_and_broken_lines() {
     assert_eq!(ids, vec!["j001", "j008"]);
     let rows: Vec<u64> = bad.iter().map(|(row, _)| *row).collect();
     assert_eq!(rows, vec![2, 3, 4, 5, 6, 7, 8, 10, 11], "{bad:#?}");
-    assert_reason(&bad, 2, "wrong JSON type");
+    // A wrong value names its field.
+    assert_reason(&bad, 2, "field `phone`");
     assert_reason(&bad, 2, "expected a string");
+    assert_reason(&bad, 3, "field `lat`");
     assert_reason(&bad, 3, "expected f64");
+    assert_reason(&bad, 4, "field `tags`");
     assert_reason(&bad, 4, "expected a sequence");
-    assert_reason(&bad, 5, "wrong JSON type");
+    assert_reason(&bad, 5, "field `attrs.tier`");
     assert_reason(&bad, 6, "unknown field `unknown`");
     assert_reason(&bad, 7, "broken JSON");
     assert_reason(&bad, 8, "duplicate external_id \"j001\" (first at row 1)");

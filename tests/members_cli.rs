@@ -73,3 +73,37 @@ fn import_show_export_forget() {
     assert_eq!(bad_url.status.code(), Some(1));
     assert!(text(&bad_url.stderr).contains("unsupported database URL"));
 }
+
+/// Excel's "CSV" on Chinese Windows is GBK: a hint names the encoding and the
+/// flag, and `--encoding gb18030` (or `gbk`) imports it.
+#[test]
+fn a_gbk_csv_gets_a_hint_and_imports_with_its_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("members.db").display());
+    let csv = dir.path().join("crm-export.csv");
+    let (gbk, _, unmappable) =
+        encoding_rs::GBK.encode("external_id,name,city\ng1,张三,哈尔滨\ng2,李四,广州\n");
+    assert!(!unmappable);
+    std::fs::write(&csv, &gbk).unwrap();
+    let csv = csv.to_str().unwrap();
+
+    let output = almanac(&["members", "import", csv, "--database", &url]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("row 1") && stderr.contains("row 2"), "each row is named: {stderr}");
+    assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+    assert!(stderr.contains("GBK/GB18030") && stderr.contains("--encoding gb18030"), "{stderr}");
+
+    for encoding in ["gb18030", "gbk"] {
+        let output =
+            almanac(&["members", "import", csv, "--database", &url, "--encoding", encoding]);
+        assert!(output.status.success(), "{encoding}: {}", text(&output.stderr));
+    }
+    let show = almanac(&["members", "show", "g1", "--database", &url]);
+    let shown = text(&show.stdout);
+    assert!(shown.contains("张三") && shown.contains("哈尔滨"), "decoded: {shown}");
+
+    let output = almanac(&["members", "import", csv, "--database", &url, "--encoding", "latin1"]);
+    assert_eq!(output.status.code(), Some(2), "an unknown encoding is a usage error");
+    assert!(text(&output.stderr).contains("utf-8, gb18030"), "{}", text(&output.stderr));
+}

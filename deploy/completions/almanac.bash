@@ -620,7 +620,7 @@ _almanac() {
             return 0
             ;;
         almanac__subcmd__members__subcmd__import)
-            opts="-h --database --batch --help"
+            opts="-h --database --batch --encoding --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -632,6 +632,10 @@ _almanac() {
                     ;;
                 --batch)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --encoding)
+                    COMPREPLY=($(compgen -W "utf-8 gb18030" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -76,7 +76,9 @@ complete -c almanac -n "__fish_almanac_using_subcommand members; and not __fish_
 complete -c almanac -n "__fish_almanac_using_subcommand members; and not __fish_seen_subcommand_from import export show forget help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c almanac -n "__fish_almanac_using_subcommand members; and __fish_seen_subcommand_from import" -l database -d 'Database URL' -r
 complete -c almanac -n "__fish_almanac_using_subcommand members; and __fish_seen_subcommand_from import" -l batch -d 'Rows per database batch [default: 2000 on SQLite, 10000 on PostgreSQL]' -r
-complete -c almanac -n "__fish_almanac_using_subcommand members; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
+complete -c almanac -n "__fish_almanac_using_subcommand members; and __fish_seen_subcommand_from import" -l encoding -d 'The file\'s character encoding (`gbk` is accepted for gb18030)' -r -f -a "utf-8\t'UTF-8 (a byte-order mark is skipped)'
+gb18030\t'GB18030, which contains GBK and GB2312: Excel\'s "CSV" on Chinese Windows'"
+complete -c almanac -n "__fish_almanac_using_subcommand members; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c almanac -n "__fish_almanac_using_subcommand members; and __fish_seen_subcommand_from export" -l format -d 'Output format' -r -f -a "csv\t'CSV with a header row'
 jsonl\t'One JSON object per line'"
 complete -c almanac -n "__fish_almanac_using_subcommand members; and __fish_seen_subcommand_from export" -s o -l output -d 'Write here instead of stdout' -r -F

@@ -25,6 +25,9 @@ pub enum Command {
         /// Rows per database batch [default: 2000 on SQLite, 10000 on PostgreSQL].
         #[arg(long)]
         batch: Option<usize>,
+        /// The file's character encoding (`gbk` is accepted for gb18030).
+        #[arg(long, value_enum, default_value = "utf-8")]
+        encoding: members::Encoding,
     },
     /// Write every member to stdout (or a file).
     Export {
@@ -63,7 +66,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         match command {
-            Command::Import { file, database, batch } => import(&file, &database, batch).await,
+            Command::Import { file, database, batch, encoding } => {
+                import(&file, &database, batch, encoding).await
+            }
             Command::Export { format, output, database } => {
                 let store = connect(&database).await?;
                 let count = match &output {
@@ -108,8 +113,9 @@ async fn import(
     file: &std::path::Path,
     database: &str,
     batch: Option<usize>,
+    encoding: members::Encoding,
 ) -> anyhow::Result<ExitCode> {
-    let rows = members::read_file(file)?;
+    let rows = members::read_file_encoded(file, encoding)?;
     let store = connect(database).await?;
     let batch = batch.unwrap_or_else(|| members::default_batch(&store));
     let (resolver, version) = members::geo_resolver(crate::geo::Geo::bundled());
