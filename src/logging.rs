@@ -6,7 +6,6 @@
 //! so that `journalctl -p warning` finds warnings and errors. Elsewhere lines are
 //! unchanged.
 
-use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;

@@ -305,7 +305,7 @@ impl Metrics {
             self.quota_deferrals.with_label_values(&[channel]);
             self.rate_limit_waits.with_label_values(&[channel]);
             for class in crate::delivery::DEAD_LETTER_CLASSES {
-                self.dead_letter_classes.with_label_values(&[channel, class]);
+                self.dead_letter_classes.with_label_values(&[channel, *class]);
             }
         }
     }

@@ -311,7 +311,9 @@ async fn a_token_failure_retries_rather_than_burning_the_push() {
     let mut last = send(2, "o2");
     last.attempts = 100;
     let attempt = rig.channels.attempt(&last).await;
-    assert!(matches!(&attempt.outcome, Outcome::Dead { reason, .. } if reason == "wechat_token_40164"));
+    assert!(
+        matches!(&attempt.outcome, Outcome::Dead { reason, .. } if reason == "wechat_token_40164")
+    );
     let classes = &rig.metrics.dead_letter_classes;
     assert_eq!(classes.with_label_values(&["wechat-main", "credentials"]).get(), 1);
     assert_eq!(classes.with_label_values(&["wechat-main", "transient"]).get(), 0);

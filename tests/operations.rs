@@ -66,7 +66,9 @@ fn counters_of_known_label_sets_are_exported_at_zero_before_their_first_event() 
         r#"almanac_reloads_total{result="error"}"#.to_owned(),
     ];
     for class in ["credentials", "config", "rejected", "transient", "internal"] {
-        expected.push(format!(r#"almanac_dead_letters_by_class_total{{channel="log",class="{class}"}}"#));
+        expected.push(format!(
+            r#"almanac_dead_letters_by_class_total{{channel="log",class="{class}"}}"#
+        ));
     }
     for series in &expected {
         assert_eq!(sample(&exposition, series), Some(0.0), "{series} not at 0 in:\n{exposition}");
@@ -111,7 +113,8 @@ fn build_info_and_the_index_page_name_version_and_revision() {
         index.starts_with(&format!("almanac {} (revision {revision})", env!("CARGO_PKG_VERSION"))),
         "{index}"
     );
-    for path in ["/healthz", "/readyz", "/metrics", "/wechat/callback", "/v1/campaigns", "/v1/audit"]
+    for path in
+        ["/healthz", "/readyz", "/metrics", "/wechat/callback", "/v1/campaigns", "/v1/audit"]
     {
         assert!(index.contains(&format!(" {path}")), "{path} missing from the index:\n{index}");
     }

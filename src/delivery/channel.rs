@@ -338,7 +338,7 @@ impl Channels {
                             .inc();
                         self.metrics
                             .dead_letter_classes
-                            .with_label_values(&[&send.channel, class])
+                            .with_label_values(&[send.channel.as_str(), class])
                             .inc();
                         (Outcome::Dead { id: send.id, reason }, false)
                     }

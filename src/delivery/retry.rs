@@ -102,10 +102,7 @@ impl RetryPolicy {
         let delay = match (error, error.retry_after()) {
             (Error::WeChat { code: 45011, .. }, _) => Duration::seconds(60),
             (_, Some(asked)) if asked > self.max_retry_after => {
-                return Decision::Dead {
-                    reason: RETRY_AFTER_TOO_LONG.into(),
-                    class: "transient",
-                };
+                return Decision::Dead { reason: RETRY_AFTER_TOO_LONG.into(), class: "transient" };
             }
             (_, Some(asked)) => asked,
             (_, None) => self.backoff(attempts, rng),

@@ -114,9 +114,7 @@ fn audit_query(
                 since = Some(at.to_utc());
             }
             other => {
-                return Err(format!(
-                    "unknown query parameter {other:?}; expected limit and since"
-                ));
+                return Err(format!("unknown query parameter {other:?}; expected limit and since"));
             }
         }
     }

@@ -144,11 +144,8 @@ const ENDPOINTS: &[(Part, &str, &str, &str)] = &[
 
 /// The plain-text index page of a listener serving `parts`.
 fn index(parts: &[Part]) -> String {
-    let mut text = format!(
-        "almanac {} (revision {})\n\n",
-        crate::metrics::VERSION,
-        crate::metrics::REVISION
-    );
+    let mut text =
+        format!("almanac {} (revision {})\n\n", crate::metrics::VERSION, crate::metrics::REVISION);
     for (part, methods, path, what) in ENDPOINTS {
         if *part == Part::Health || parts.contains(part) {
             text.push_str(&format!("{methods:<15} {path:<32} {what}\n"));
