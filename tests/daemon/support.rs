@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 pub const ADMIN_TOKEN: &str = "test-admin-token-5f2c";
 pub const CALLBACK_TOKEN: &str = "testtoken";
 
+/// Makes `JOURNAL_STREAM` of the metadata of the daemon's stderr file.
+type JournalStream = dyn FnOnce(&std::fs::Metadata) -> String;
+
 /// A running daemon.
 pub struct Daemon {
     child: Child,
@@ -61,7 +64,7 @@ impl Daemon {
         campaigns: &[(&str, &str)],
         members: &str,
         nofile: Option<(u64, Option<u64>)>,
-        journal_stream: Option<Box<dyn FnOnce(&std::fs::Metadata) -> String>>,
+        journal_stream: Option<Box<JournalStream>>,
     ) -> Daemon {
         let ulimit = match nofile {
             None => String::new(),
