@@ -233,6 +233,18 @@ fn under_journald_each_line_carries_its_syslog_priority() {
     let info = line(&log, "Starting almanac.");
     assert!(info.starts_with("<6>") && info.contains("INFO"), "{info}");
     assert!(log.lines().all(|line| line.starts_with('<')), "{log}");
+
+    // JSON lines get the prefix too; journald strips it and stores the JSON.
+    let json = format!("log_format = \"json\"\n{WARNING_CONFIG}");
+    let daemon = Daemon::start_with_journal_stream(&json, &[], "", |stderr| {
+        format!("{}:{}", stderr.dev(), stderr.ino())
+    });
+    let log = daemon.log();
+    let warning = line(&log, "No admin token configured");
+    let object: serde_json::Value = serde_json::from_str(warning.strip_prefix("<4>").unwrap())
+        .unwrap_or_else(|error| panic!("{error}: {warning}"));
+    assert_eq!(object["level"], "WARN", "{warning}");
+    assert!(line(&log, "Starting almanac.").starts_with("<6>{"), "{log}");
 }
 
 #[test]
