@@ -704,7 +704,7 @@ impl Core {
                     "Campaigns reloaded."
                 );
                 self.dispatcher.set_campaign_rates(&campaign_rates(&campaigns));
-                self.metrics.init_campaign_labels(
+                self.metrics.init_series(
                     campaigns.iter().map(|c| (c.id.as_str(), c.channel.as_str())),
                     self.config.channels.keys().map(String::as_str),
                 );
@@ -975,7 +975,6 @@ pub async fn run(options: Options) -> Result<(), Error> {
         None => Arc::new(SystemClock),
     };
     let metrics = Arc::new(Metrics::new());
-    metrics.init_fixed_labels();
     let geo = geo_for(&config)?;
     tracing::info!(
         config = %config_source,
@@ -995,7 +994,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
                 dir = %config.campaigns_dir.display(), campaigns = loaded.len(),
                 "Campaigns loaded."
             );
-            metrics.init_campaign_labels(
+            metrics.init_series(
                 loaded.iter().map(|c| (c.id.as_str(), c.channel.as_str())),
                 config.channels.keys().map(String::as_str),
             );

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod geo;
 pub mod health;
 pub mod http;
+pub mod logging;
 pub mod members;
 pub mod metrics;
 pub mod redact;

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Dead letters by channel and reason.
     pub dead_letters: IntCounterVec,
+    /// Dead letters by channel and reason class (a bounded vocabulary,
+    /// [`crate::delivery::DEAD_LETTER_CLASSES`], started at zero: alerts use it).
+    pub dead_letter_classes: IntCounterVec,
     /// Waits on a rate limiter by channel.
     pub rate_limit_waits: IntCounterVec,
     /// Pushes deferred to the next day by a channel's daily quota.
@@ -60,9 +63,15 @@ pub struct Metrics {
     /// HTTP connections closed by a limit, by listener and reason
     /// (`header_timeout`, `idle_timeout`, `evicted`, `refused`).
     pub http_connections_closed: IntCounterVec,
-    /// Build information (constant 1).
+    /// Build information (constant 1) with `version` and `revision` (the git
+    /// commit it was built from, or `unknown`).
     pub build_info: IntGaugeVec,
 }
+
+/// The package version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision the binary was built from (`build.rs`), or `unknown`.
+pub const REVISION: &str = env!("ALMANAC_GIT_REVISION");
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -156,6 +165,13 @@ impl Metrics {
             "Pushes given up, by channel and reason.",
             &["channel", "reason"],
         );
+        let dead_letter_classes = counter(
+            &registry,
+            "almanac_dead_letters_by_class_total",
+            "Pushes given up, by channel and reason class (credentials, config, rejected, \
+             transient, internal).",
+            &["channel", "class"],
+        );
         let rate_limit_waits = counter(
             &registry,
             "almanac_rate_limit_waits_total",
@@ -192,8 +208,13 @@ impl Metrics {
             "HTTP connections closed by a limit ([http] in almanac.toml), by listener and reason.",
             &["listener", "reason"],
         );
-        let build_info = gauge(&registry, "almanac_build_info", "Build information.", &["version"]);
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let build_info = gauge(
+            &registry,
+            "almanac_build_info",
+            "Build information: the version and the git revision built (or unknown).",
+            &["version", "revision"],
+        );
+        build_info.with_label_values(&[VERSION, REVISION]).set(1);
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
@@ -214,6 +235,7 @@ impl Metrics {
             planning_failures,
             retries,
             dead_letters,
+            dead_letter_classes,
             rate_limit_waits,
             quota_deferrals,
             token_refreshes,
@@ -250,35 +272,45 @@ impl Metrics {
         text
     }
 
-    /// Starts the counters whose label values are a fixed vocabulary at zero, so
-    /// `increase()` sees their first event.
-    pub fn init_fixed_labels(&self) {
-        for result in ["ok", "error"] {
-            self.reloads.with_label_values(&[result]);
-        }
-        self.planning_failures.with_label_values(&["*"]);
-    }
-
-    /// Starts the per-campaign push counters (every outcome) and the channel
-    /// latency histograms at zero for the campaigns and channels now configured.
-    pub fn init_campaign_labels<'a>(
+    /// Starts every counter whose label sets are known at zero, so `increase()` and
+    /// the alerts on it see the first event: the fixed vocabularies (reload
+    /// results, token refresh results, the planner tick's failures), per channel
+    /// (dead letters by class, quota deferrals, rate-limit waits, latency) and per
+    /// campaign (pushes by outcome, planned sends, planning failures, skips by
+    /// reason). Called at start and after each reload with the campaigns and
+    /// channels now configured; series of removed campaigns stay (a counter never
+    /// goes backwards).
+    pub fn init_series<'a>(
         &self,
         campaigns: impl IntoIterator<Item = (&'a str, &'a str)>,
         channels: impl IntoIterator<Item = &'a str>,
     ) {
+        for result in ["ok", "error"] {
+            self.reloads.with_label_values(&[result]);
+            self.token_refreshes.with_label_values(&[result]);
+        }
+        self.planning_failures.with_label_values(&["*"]);
         for (campaign, channel) in campaigns {
             for outcome in ["sent", "retry", "dead", "skipped"] {
                 self.pushes.with_label_values(&[campaign, channel, outcome]);
             }
             self.planned.with_label_values(&[campaign]);
             self.planning_failures.with_label_values(&[campaign]);
+            for reason in crate::timing::SkipReason::ALL {
+                self.plan_skips.with_label_values(&[campaign, reason.as_str()]);
+            }
         }
         for channel in channels {
             self.channel_latency.with_label_values(&[channel]);
+            self.quota_deferrals.with_label_values(&[channel]);
+            self.rate_limit_waits.with_label_values(&[channel]);
+            for class in crate::delivery::DEAD_LETTER_CLASSES {
+                self.dead_letter_classes.with_label_values(&[channel, *class]);
+            }
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 21] {
+    fn collectors(&self) -> [&dyn Collector; 22] {
         [
             &self.pushes,
             &self.channel_latency,
@@ -294,6 +326,7 @@ impl Metrics {
             &self.planning_failures,
             &self.retries,
             &self.dead_letters,
+            &self.dead_letter_classes,
             &self.rate_limit_waits,
             &self.quota_deferrals,
             &self.token_refreshes,
@@ -341,5 +374,22 @@ mod tests {
         let text = metrics.render();
         assert_eq!(text.matches("# TYPE almanac_dead_letters_total counter").count(), 1);
         assert!(text.contains("almanac_dead_letters_total{channel=\"log\",reason=\"timeout\"} 1"));
+    }
+
+    #[test]
+    fn known_label_sets_start_at_zero() {
+        let metrics = Metrics::new();
+        metrics.init_series([("rain", "wechat-main")], ["wechat-main"]);
+        let text = metrics.render();
+        for sample in [
+            "almanac_dead_letters_by_class_total{channel=\"wechat-main\",class=\"credentials\"} 0",
+            "almanac_wechat_token_refreshes_total{result=\"error\"} 0",
+            "almanac_planning_failures_total{campaign=\"*\"} 0",
+            "almanac_planning_failures_total{campaign=\"rain\"} 0",
+            "almanac_plan_skips_total{campaign=\"rain\",reason=\"no_crossing\"} 0",
+            "almanac_quota_deferrals_total{channel=\"wechat-main\"} 0",
+        ] {
+            assert!(text.contains(sample), "{sample} missing from:\n{text}");
+        }
     }
 }

@@ -266,11 +266,17 @@ async fn other_codes_are_dead_lettered_with_the_code() {
     let attempt = rig.channels.attempt(&send(1, "bad-args")).await;
     assert!(matches!(&attempt.outcome, Outcome::Dead { reason, .. } if reason == "wechat_47003"));
     assert!(!attempt.opt_out);
+    let class = |class| rig.metrics.dead_letter_classes.with_label_values(&["wechat-main", class]);
+    assert_eq!(class("rejected").get(), 1);
 
+    // A member without an openid is skipped, not dead-lettered, and stays opted in.
     let mut no_openid = send(2, "");
     no_openid.openid = None;
     let attempt = rig.channels.attempt(&no_openid).await;
-    assert!(matches!(&attempt.outcome, Outcome::Dead { reason, .. } if reason == "no_openid"));
+    assert!(matches!(&attempt.outcome, Outcome::Skipped { reason, .. } if reason == "no_openid"));
+    assert!(!attempt.opt_out);
+    assert_eq!(rig.metrics.dead_letters.with_label_values(&["wechat-main", "no_openid"]).get(), 0);
+    assert_eq!(class("config").get(), 0);
 
     // A template id the account does not have: WeChat answers 40037.
     let wrong = rig_with("").await;
@@ -300,6 +306,17 @@ async fn a_token_failure_retries_rather_than_burning_the_push() {
     );
     assert!(rig.fake.calls_to(TEMPLATE_PATH).is_empty());
     assert_eq!(rig.metrics.token_refreshes.with_label_values(&["error"]).get(), 1);
+
+    // Its last attempt dead-letters it as a credentials failure (an alert pages on it).
+    let mut last = send(2, "o2");
+    last.attempts = 100;
+    let attempt = rig.channels.attempt(&last).await;
+    assert!(
+        matches!(&attempt.outcome, Outcome::Dead { reason, .. } if reason == "wechat_token_40164")
+    );
+    let classes = &rig.metrics.dead_letter_classes;
+    assert_eq!(classes.with_label_values(&["wechat-main", "credentials"]).get(), 1);
+    assert_eq!(classes.with_label_values(&["wechat-main", "transient"]).get(), 0);
 }
 
 #[tokio::test]

@@ -509,6 +509,11 @@ async fn campaign_state_audit_and_token(db: &TestDb) {
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].action, "resume");
     assert_eq!(log[1].detail, "from admin API");
+    assert_eq!(store.audit_log_since(Some(log[1].at), 10).await.unwrap(), log);
+    assert_eq!(store.audit_log_since(Some(log[1].at), 1).await.unwrap(), log[..1]);
+    assert_eq!(store.audit_log_since(None, 10).await.unwrap(), log);
+    let later = log[0].at + Duration::seconds(1);
+    assert!(store.audit_log_since(Some(later), 10).await.unwrap().is_empty());
 
     assert!(store.wechat_token("wx1").await.unwrap().is_none());
     store.put_wechat_token("wx1", "tok-1", t0()).await.unwrap();

@@ -16,6 +16,9 @@ _almanac() {
             ",$1")
                 cmd="almanac"
                 ;;
+            almanac,audit)
+                cmd="almanac__subcmd__audit"
+                ;;
             almanac,check)
                 cmd="almanac__subcmd__check"
                 ;;
@@ -54,6 +57,9 @@ _almanac() {
                 ;;
             almanac__subcmd__climate__subcmd__help,import)
                 cmd="almanac__subcmd__climate__subcmd__help__subcmd__import"
+                ;;
+            almanac__subcmd__help,audit)
+                cmd="almanac__subcmd__help__subcmd__audit"
                 ;;
             almanac__subcmd__help,check)
                 cmd="almanac__subcmd__help__subcmd__check"
@@ -134,12 +140,38 @@ _almanac() {
 
     case "${cmd}" in
         almanac)
-            opts="-h -V --help --version run check plan simulate resolve members migrate climate help"
+            opts="-h -V --help --version run check plan simulate resolve members migrate climate audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        almanac__subcmd__audit)
+            opts="-h --database --limit --since --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --database)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -264,8 +296,22 @@ _almanac() {
             return 0
             ;;
         almanac__subcmd__help)
-            opts="run check plan simulate resolve members migrate climate help"
+            opts="run check plan simulate resolve members migrate climate audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        almanac__subcmd__help__subcmd__audit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

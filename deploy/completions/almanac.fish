@@ -34,6 +34,7 @@ complete -c almanac -n "__fish_almanac_needs_command" -f -a "resolve" -d 'Resolv
 complete -c almanac -n "__fish_almanac_needs_command" -f -a "members" -d 'Import, export, show and forget members'
 complete -c almanac -n "__fish_almanac_needs_command" -f -a "migrate" -d 'Apply database migrations'
 complete -c almanac -n "__fish_almanac_needs_command" -f -a "climate" -d 'Climate normals: import from Open-Meteo'
+complete -c almanac -n "__fish_almanac_needs_command" -f -a "audit" -d 'Print the audit log (pauses, resumes, member changes), newest first'
 complete -c almanac -n "__fish_almanac_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c almanac -n "__fish_almanac_using_subcommand run" -l config -d 'Configuration file (default: the embedded default: SQLite `almanac.db`, `campaigns/`, the sample members, the `log` channel, 127.0.0.1:9464)' -r -F
 complete -c almanac -n "__fish_almanac_using_subcommand run" -l database -d 'Database URL: `sqlite:FILE` or `postgres://…`. Wins over the configuration file\'s `database`, as for every other subcommand [default: the configuration\'s `database`, else `sqlite:almanac.db`]' -r
@@ -107,15 +108,21 @@ complete -c almanac -n "__fish_almanac_using_subcommand climate; and __fish_seen
 complete -c almanac -n "__fish_almanac_using_subcommand climate; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
 complete -c almanac -n "__fish_almanac_using_subcommand climate; and __fish_seen_subcommand_from help" -f -a "import" -d 'Compute 1991–2020 monthly normals (ERA5 daily means) for cities and write a CSV'
 complete -c almanac -n "__fish_almanac_using_subcommand climate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate help" -f -a "run" -d 'Run the daemon'
-complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate help" -f -a "check" -d 'Check campaign files; with --config, the whole deployment (exit 0 valid, 1 errors, 2 usage)'
-complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate help" -f -a "plan" -d 'Show who gets what, when, in which language'
-complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate help" -f -a "simulate" -d 'Replay the engine over a virtual clock'
-complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate help" -f -a "resolve" -d 'Resolve a phone number, city, coordinates or IP to a place'
-complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate help" -f -a "members" -d 'Import, export, show and forget members'
-complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate help" -f -a "migrate" -d 'Apply database migrations'
-complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate help" -f -a "climate" -d 'Climate normals: import from Open-Meteo'
-complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c almanac -n "__fish_almanac_using_subcommand audit" -l database -d 'Database URL: `sqlite:FILE` or `postgres://…`' -r
+complete -c almanac -n "__fish_almanac_using_subcommand audit" -l limit -d 'At most this many entries (1 to 1000)' -r
+complete -c almanac -n "__fish_almanac_using_subcommand audit" -l since -d 'Only entries at or after this instant' -r
+complete -c almanac -n "__fish_almanac_using_subcommand audit" -l json -d 'Print the JSON array of `GET /v1/audit` instead of a table'
+complete -c almanac -n "__fish_almanac_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "run" -d 'Run the daemon'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "check" -d 'Check campaign files; with --config, the whole deployment (exit 0 valid, 1 errors, 2 usage)'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "plan" -d 'Show who gets what, when, in which language'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "simulate" -d 'Replay the engine over a virtual clock'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "resolve" -d 'Resolve a phone number, city, coordinates or IP to a place'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "members" -d 'Import, export, show and forget members'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "migrate" -d 'Apply database migrations'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "climate" -d 'Climate normals: import from Open-Meteo'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "audit" -d 'Print the audit log (pauses, resumes, member changes), newest first'
+complete -c almanac -n "__fish_almanac_using_subcommand help; and not __fish_seen_subcommand_from run check plan simulate resolve members migrate climate audit help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c almanac -n "__fish_almanac_using_subcommand help; and __fish_seen_subcommand_from members" -f -a "import" -d 'Import a member file (.csv with a header, or .jsonl), upserting by external id. Bad rows are reported with their row number and skipped; exit status 1 when any row was rejected'
 complete -c almanac -n "__fish_almanac_using_subcommand help; and __fish_seen_subcommand_from members" -f -a "export" -d 'Write every member to stdout (or a file)'
 complete -c almanac -n "__fish_almanac_using_subcommand help; and __fish_seen_subcommand_from members" -f -a "show" -d 'Show one member: record, resolved place, upcoming sends'

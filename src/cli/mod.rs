@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
 pub mod check;
 pub mod climate;
 pub mod members;
@@ -43,6 +44,8 @@ pub enum Command {
     /// Climate normals: import from Open-Meteo.
     #[command(subcommand)]
     Climate(climate::Command),
+    /// Print the audit log (pauses, resumes, member changes), newest first.
+    Audit(audit::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Members(command) => members::run(command),
         Command::Migrate(args) => migrate::run(args),
         Command::Climate(command) => climate::run(command),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,13 +1,12 @@
 //! `almanac run`: reads the configuration, sets up logging and the runtime, and
 //! hands over to [`crate::daemon::run`].
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, DemoConfig, LogFormat};
+use crate::config::{Config, DemoConfig};
 use crate::daemon;
 
 /// Arguments of `almanac run`.
@@ -55,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.demo {
         demo(&mut config, &args)?;
     }
-    init_logging(config.log_format);
+    crate::logging::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let options = daemon::Options {
         config,
@@ -88,17 +87,4 @@ fn demo(config: &mut Config, args: &Args) -> anyhow::Result<()> {
     // one-second tick is several virtual days.
     config.planner.horizon = config.planner.horizon.max(std::time::Duration::from_secs(3 * 86_400));
     Ok(())
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn,sqlx=warn")
-    });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Plain if std::io::stderr().is_terminal() => builder.with_target(false).init(),
-        // journald stamps every line itself.
-        LogFormat::Plain => builder.with_target(false).with_ansi(false).without_time().init(),
-    }
 }

@@ -319,7 +319,7 @@ impl Channels {
                 (Outcome::Retry { id: send.id, at, error: error.reason() }, false)
             }
             Err(error) => {
-                if !error.is_retriable() && !error.is_opt_out() {
+                if !error.is_retriable() && !error.is_opt_out() && !error.is_skip() {
                     tracing::warn!(
                         %error, campaign = %send.campaign_id, channel = %send.channel,
                         "Push failed permanently."
@@ -331,14 +331,19 @@ impl Channels {
                         self.metrics.retries.with_label_values(&[&send.channel, &reason]).inc();
                         (Outcome::Retry { id: send.id, at, error: reason }, false)
                     }
-                    Decision::Dead { reason } => {
+                    Decision::Dead { reason, class } => {
                         self.metrics
                             .dead_letters
                             .with_label_values(&[&send.channel, &reason])
                             .inc();
+                        self.metrics
+                            .dead_letter_classes
+                            .with_label_values(&[send.channel.as_str(), class])
+                            .inc();
                         (Outcome::Dead { id: send.id, reason }, false)
                     }
                     Decision::OptOut { reason } => (Outcome::Skipped { id: send.id, reason }, true),
+                    Decision::Skip { reason } => (Outcome::Skipped { id: send.id, reason }, false),
                 }
             }
         };

@@ -94,6 +94,15 @@ pub const WECHAT_OPT_OUT_CODES: &[i64] = &[43004, 43019, 43101];
 /// latest, 40014 invalid, 42001 expired).
 pub const WECHAT_TOKEN_CODES: &[i64] = &[40001, 40014, 42001];
 
+/// The classes of dead letters ([`Error::class`]), a label of
+/// `almanac_dead_letters_by_class_total`: `credentials` (the channel's secret, token
+/// or IP whitelist: every push fails), `config` (a channel or row the daemon cannot
+/// use), `rejected` (the provider refused this push: a 4xx, a WeChat errcode),
+/// `transient` (retries used up on timeouts, connection errors, 5xx, throttling),
+/// `internal` (the ledger).
+pub const DEAD_LETTER_CLASSES: &[&str] =
+    &["credentials", "config", "rejected", "transient", "internal"];
+
 impl Error {
     /// Whether trying again later may succeed.
     pub fn is_retriable(&self) -> bool {
@@ -117,6 +126,28 @@ impl Error {
     /// WeChat's 45009 "daily API quota reached").
     pub fn is_quota(&self) -> bool {
         matches!(self, Self::QuotaExhausted | Self::WeChat { code: 45009, .. })
+    }
+
+    /// Whether the push cannot go to this member on this channel by design (no
+    /// openid): a skip, not a failure.
+    pub fn is_skip(&self) -> bool {
+        matches!(self, Self::NoOpenid)
+    }
+
+    /// The bounded class of a push given up on this error, one of
+    /// [`DEAD_LETTER_CLASSES`].
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Token { .. } | Self::Http { status: 401 | 403, .. } => "credentials",
+            Self::WeChat { code, .. } if WECHAT_TOKEN_CODES.contains(code) => "credentials",
+            Self::UnknownChannel(_) | Self::Config { .. } | Self::NoOpenid => "config",
+            Self::Store(_) => "internal",
+            error if error.is_retriable() => "transient",
+            Self::Http { .. } | Self::WeChat { .. } => "rejected",
+            Self::Timeout | Self::Connect(_) | Self::InvalidResponse(_) | Self::QuotaExhausted => {
+                "transient"
+            }
+        }
     }
 
     /// Whether the member refused our messages (opt them out, never push again).
@@ -183,6 +214,26 @@ mod tests {
         assert!(wechat(43004).is_opt_out() && wechat(43101).is_opt_out());
         assert!(!wechat(45009).is_opt_out());
         assert_eq!(wechat(45009).reason(), "wechat_45009");
+    }
+
+    #[test]
+    fn dead_letters_fall_into_bounded_classes() {
+        let token = Error::Token { code: 40164, message: "invalid ip".into() };
+        assert_eq!(token.class(), "credentials");
+        let wechat = |code| Error::WeChat { code, message: String::new() };
+        assert_eq!(wechat(42001).class(), "credentials");
+        assert_eq!(wechat(40037).class(), "rejected");
+        assert_eq!(wechat(45011).class(), "transient");
+        let http = |status| Error::Http { status, retry_after: None };
+        assert_eq!(http(403).class(), "credentials");
+        assert_eq!(http(404).class(), "rejected");
+        assert_eq!(http(503).class(), "transient");
+        assert_eq!(Error::Timeout.class(), "transient");
+        assert_eq!(Error::UnknownChannel("x".into()).class(), "config");
+        for error in [token, wechat(40037), http(503), Error::UnknownChannel("x".into())] {
+            assert!(DEAD_LETTER_CLASSES.contains(&error.class()), "{error}");
+        }
+        assert!(Error::NoOpenid.is_skip() && !Error::Timeout.is_skip());
     }
 
     #[test]

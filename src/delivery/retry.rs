@@ -51,6 +51,13 @@ pub enum Decision {
     Dead {
         /// Bounded reason.
         reason: String,
+        /// One of [`super::DEAD_LETTER_CLASSES`].
+        class: &'static str,
+    },
+    /// The push cannot go to this member by design (no openid): skip it.
+    Skip {
+        /// Bounded reason.
+        reason: String,
     },
     /// The member refused our messages: opt out and skip.
     OptOut {
@@ -85,14 +92,17 @@ impl RetryPolicy {
         if error.is_opt_out() {
             return Decision::OptOut { reason };
         }
+        if error.is_skip() {
+            return Decision::Skip { reason };
+        }
         let attempts = attempts_before.saturating_add(1);
         if !error.is_retriable() || attempts >= self.max_attempts {
-            return Decision::Dead { reason };
+            return Decision::Dead { reason, class: error.class() };
         }
         let delay = match (error, error.retry_after()) {
             (Error::WeChat { code: 45011, .. }, _) => Duration::seconds(60),
             (_, Some(asked)) if asked > self.max_retry_after => {
-                return Decision::Dead { reason: RETRY_AFTER_TOO_LONG.into() };
+                return Decision::Dead { reason: RETRY_AFTER_TOO_LONG.into(), class: "transient" };
             }
             (_, Some(asked)) => asked,
             (_, None) => self.backoff(attempts, rng),
@@ -185,7 +195,7 @@ mod tests {
             |seconds| Error::Http { status: 429, retry_after: Some(Duration::seconds(seconds)) };
         assert_eq!(
             policy.decide(&asked(4_294_967_295), 0, now, &mut rng),
-            Decision::Dead { reason: RETRY_AFTER_TOO_LONG.into() }
+            Decision::Dead { reason: RETRY_AFTER_TOO_LONG.into(), class: "transient" }
         );
         let forever = Error::Http { status: 503, retry_after: Some(Duration::MAX) };
         assert!(matches!(policy.decide(&forever, 0, now, &mut rng), Decision::Dead { .. }));
@@ -209,12 +219,12 @@ mod tests {
         assert!(matches!(policy.decide(&failed, 3, now, &mut rng), Decision::Retry { .. }));
         assert_eq!(
             policy.decide(&failed, 4, now, &mut rng),
-            Decision::Dead { reason: "http_500".into() }
+            Decision::Dead { reason: "http_500".into(), class: "transient" }
         );
         let bad = Error::Http { status: 400, retry_after: None };
         assert_eq!(
             policy.decide(&bad, 0, now, &mut rng),
-            Decision::Dead { reason: "http_400".into() }
+            Decision::Dead { reason: "http_400".into(), class: "rejected" }
         );
         let refused = Error::WeChat { code: 43004, message: String::new() };
         assert_eq!(

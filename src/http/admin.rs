@@ -5,6 +5,9 @@
 //! - `POST /v1/campaigns/{id}/pause` and `/resume`: recorded in the audit log. A
 //!   paused campaign is not planned, and the dispatcher does not claim its pending
 //!   rows (they wait, and go out after `resume` if still within their window).
+//! - `GET /v1/audit?limit=N&since=RFC3339`: the audit log, newest first (`limit`
+//!   1 to [`AUDIT_LIMIT_MAX`], default 100; `since` an RFC 3339 instant); anything
+//!   else in the query is a 400 naming the parameter.
 //! - `PUT /v1/members/{external_id}` (body: a member record as JSON) upserts and
 //!   resolves the member; `DELETE` forgets them; `GET` shows the member's place and
 //!   upcoming sends.
@@ -12,24 +15,27 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
 use crate::geo::Geo;
 use crate::members::Member;
-use crate::store::UpsertKind;
+use crate::store::{AUDIT_LIMIT_MAX, UpsertKind};
 
 const ACTOR: &str = "admin-api";
 
 /// The `/v1` routes, behind the bearer-token check.
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
+        .route("/audit", get(audit_log))
         .route("/campaigns", get(list_campaigns))
         .route("/campaigns/{id}/pause", post(pause))
         .route("/campaigns/{id}/resume", post(resume))
@@ -74,6 +80,59 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 fn store_error(error: crate::store::Error) -> Response {
     tracing::error!(%error, "Admin API store call failed.");
     self::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+}
+
+/// How many audit entries `GET /v1/audit` returns without `limit`.
+const AUDIT_DEFAULT_LIMIT: i64 = 100;
+
+/// `limit` and `since` of `GET /v1/audit`, or the 400 message.
+fn audit_query(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<(i64, Option<DateTime<Utc>>), String> {
+    let (mut limit, mut since) = (AUDIT_DEFAULT_LIMIT, None);
+    let Query(pairs) = query.map_err(|rejection| rejection.body_text())?;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "limit" => {
+                limit = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|limit| (1..=AUDIT_LIMIT_MAX).contains(limit))
+                    .ok_or_else(|| {
+                        format!(
+                            "limit must be a whole number from 1 to {AUDIT_LIMIT_MAX}, not {value:?}"
+                        )
+                    })?;
+            }
+            "since" => {
+                let at = DateTime::parse_from_rfc3339(&value).map_err(|error| {
+                    format!(
+                        "since must be an RFC 3339 instant such as 2026-12-01T00:00:00Z, not \
+                         {value:?} ({error})"
+                    )
+                })?;
+                since = Some(at.to_utc());
+            }
+            other => {
+                return Err(format!("unknown query parameter {other:?}; expected limit and since"));
+            }
+        }
+    }
+    Ok((limit, since))
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let (limit, since) = match audit_query(query) {
+        Ok(parsed) => parsed,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match state.store.audit_log_since(since, limit).await {
+        Ok(entries) => Json(entries).into_response(),
+        Err(error) => store_error(error),
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -1,5 +1,6 @@
 //! HTTP: `/metrics`, `/healthz`, `/readyz`, the admin API under `/v1` (bearer
-//! token, see [`admin`]), and the WeChat server callback ([`wechat`]). One axum
+//! token, see [`admin`]), the WeChat server callback ([`wechat`]), and at `/` a
+//! plain-text index of the endpoints the listener serves. One axum
 //! router on one listener (loopback by default), or with `[http] admin_listen`
 //! two: [`admin_router`] there and [`public_router`] on `listen`. Each listener
 //! runs [`server::serve`] (timeouts, connection table, body limit) and stops on
@@ -88,7 +89,7 @@ impl AppState {
 
 /// The router with every endpoint (one listener).
 pub fn router(state: AppState) -> Router {
-    health(Router::new())
+    health(Router::new(), &[Part::Metrics, Part::Callback, Part::Admin])
         .route("/metrics", get(metrics))
         .route("/wechat/callback", get(wechat::verify_url).post(wechat::event))
         .nest("/v1", admin::router(state.clone()))
@@ -97,21 +98,63 @@ pub fn router(state: AppState) -> Router {
 
 /// The `listen` router when `admin_listen` is set: the WeChat callback and health.
 pub fn public_router(state: AppState) -> Router {
-    health(Router::new())
+    health(Router::new(), &[Part::Callback])
         .route("/wechat/callback", get(wechat::verify_url).post(wechat::event))
         .with_state(state)
 }
 
 /// The `admin_listen` router: the admin API, `/metrics` and health.
 pub fn admin_router(state: AppState) -> Router {
-    health(Router::new())
+    health(Router::new(), &[Part::Metrics, Part::Admin])
         .route("/metrics", get(metrics))
         .nest("/v1", admin::router(state.clone()))
         .with_state(state)
 }
 
-fn health(router: Router<AppState>) -> Router<AppState> {
-    router.route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz))
+/// Health, and the index of `parts` (health always included) at `/`.
+fn health(router: Router<AppState>, parts: &[Part]) -> Router<AppState> {
+    let index = index(parts);
+    router
+        .route("/", get(move || async move { index }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+}
+
+/// A group of endpoints a listener may serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Health,
+    Metrics,
+    Callback,
+    Admin,
+}
+
+/// Every endpoint: its group, methods, path and what it is for.
+const ENDPOINTS: &[(Part, &str, &str, &str)] = &[
+    (Part::Health, "GET", "/healthz", "liveness: \"ok\" while the process serves HTTP"),
+    (Part::Health, "GET", "/readyz", "readiness: 200, or 503 with each problem"),
+    (Part::Metrics, "GET", "/metrics", "Prometheus metrics"),
+    (Part::Callback, "GET POST", "/wechat/callback", "WeChat server URL check and events"),
+    (Part::Admin, "GET", "/v1/campaigns", "campaigns, their state and ledger counts"),
+    (Part::Admin, "POST", "/v1/campaigns/{id}/pause", "pause a campaign (audited)"),
+    (Part::Admin, "POST", "/v1/campaigns/{id}/resume", "resume a campaign (audited)"),
+    (Part::Admin, "GET", "/v1/audit?limit=N&since=RFC3339", "the audit log, newest first"),
+    (Part::Admin, "GET PUT DELETE", "/v1/members/{external_id}", "show, upsert, forget a member"),
+];
+
+/// The plain-text index page of a listener serving `parts`.
+fn index(parts: &[Part]) -> String {
+    let mut text =
+        format!("almanac {} (revision {})\n\n", crate::metrics::VERSION, crate::metrics::REVISION);
+    for (part, methods, path, what) in ENDPOINTS {
+        if *part == Part::Health || parts.contains(part) {
+            text.push_str(&format!("{methods:<15} {path:<32} {what}\n"));
+        }
+    }
+    if parts.contains(&Part::Admin) {
+        text.push_str("\n/v1 needs Authorization: Bearer <admin token>.\n");
+    }
+    text
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -154,6 +197,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_lists_what_the_listener_serves() {
+        let public = index(&[Part::Callback]);
+        assert!(public.contains("/wechat/callback") && public.contains("/readyz"), "{public}");
+        assert!(!public.contains("/v1/") && !public.contains("/metrics"), "{public}");
+        let admin = index(&[Part::Metrics, Part::Admin]);
+        assert!(admin.contains("/v1/audit") && admin.contains("/metrics"), "{admin}");
+        assert!(!admin.contains("/wechat/callback"), "{admin}");
+    }
 
     #[test]
     fn constant_time_eq_compares() {

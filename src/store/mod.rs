@@ -333,8 +333,12 @@ pub struct MemberCounts {
     pub unresolved: i64,
 }
 
-/// One audit log entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The most audit entries one read returns (`GET /v1/audit`, `almanac audit`).
+pub const AUDIT_LIMIT_MAX: i64 = 1000;
+
+/// One audit log entry (serialized as the admin API and `almanac audit --json`
+/// show it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
     /// When.
     pub at: DateTime<Utc>,
@@ -1039,7 +1043,17 @@ impl Store {
 
     /// The most recent audit entries, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
-        dispatch!(self, |pool, backend| backend::audit_log(pool, limit).await)
+        self.audit_log_since(None, limit).await
+    }
+
+    /// The most recent audit entries at or after `since` (all when `None`), newest
+    /// first, at most `limit`.
+    pub async fn audit_log_since(
+        &self,
+        since: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        dispatch!(self, |pool, backend| backend::audit_log(pool, since, limit).await)
     }
 
     /// The cached WeChat access token of an app id.

@@ -1182,11 +1182,17 @@ pub(super) async fn audit(
     Ok(())
 }
 
-pub(super) async fn audit_log(pool: &PgPool, limit: i64) -> Result<Vec<AuditEntry>> {
+pub(super) async fn audit_log(
+    pool: &PgPool,
+    since: Option<DateTime<Utc>>,
+    limit: i64,
+) -> Result<Vec<AuditEntry>> {
     let rows = sqlx::query(
-        "SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+        "SELECT at, actor, action, target, detail FROM audit_log \
+         WHERE $2::timestamptz IS NULL OR at >= $2 ORDER BY id DESC LIMIT $1",
     )
     .bind(limit)
+    .bind(since)
     .fetch_all(pool)
     .await?;
     rows.iter()

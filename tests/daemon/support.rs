@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 pub const ADMIN_TOKEN: &str = "test-admin-token-5f2c";
 pub const CALLBACK_TOKEN: &str = "testtoken";
 
+/// Makes `JOURNAL_STREAM` of the metadata of the daemon's stderr file.
+type JournalStream = dyn FnOnce(&std::fs::Metadata) -> String;
+
 /// A running daemon.
 pub struct Daemon {
     child: Child,
@@ -41,6 +44,28 @@ impl Daemon {
         members: &str,
         nofile: Option<(u64, Option<u64>)>,
     ) -> Daemon {
+        Self::spawn(config, campaigns, members, nofile, None)
+    }
+
+    /// [`Daemon::start`] with `JOURNAL_STREAM` set to what `journal_stream` makes of
+    /// the metadata of the file the daemon's stderr goes to (systemd sets
+    /// `device:inode` of the stream it connected).
+    pub fn start_with_journal_stream(
+        config: &str,
+        campaigns: &[(&str, &str)],
+        members: &str,
+        journal_stream: impl FnOnce(&std::fs::Metadata) -> String + 'static,
+    ) -> Daemon {
+        Self::spawn(config, campaigns, members, None, Some(Box::new(journal_stream)))
+    }
+
+    fn spawn(
+        config: &str,
+        campaigns: &[(&str, &str)],
+        members: &str,
+        nofile: Option<(u64, Option<u64>)>,
+        journal_stream: Option<Box<JournalStream>>,
+    ) -> Daemon {
         let ulimit = match nofile {
             None => String::new(),
             Some((soft, None)) => format!("ulimit -Sn {soft} && "),
@@ -58,9 +83,14 @@ impl Daemon {
         notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+        let mut command = Command::new("sh");
+        command.env_remove("JOURNAL_STREAM");
+        if let Some(stream) = journal_stream {
+            command.env("JOURNAL_STREAM", stream(&stderr.metadata().unwrap()));
+        }
         // systemd passes WATCHDOG_PID with the service's own pid: `exec` keeps the
         // shell's pid, so `$$` is the daemon's.
-        let child = Command::new("sh")
+        let child = command
             .args(["-c", &format!("{ulimit}WATCHDOG_PID=$$ exec \"$0\" run --config almanac.toml")])
             .arg(env!("CARGO_BIN_EXE_almanac"))
             .current_dir(dir.path())
