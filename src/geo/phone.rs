@@ -99,10 +99,18 @@ impl PhoneTable {
 /// A syntactically valid phone number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parsed {
-    /// A Chinese number: the national significant number (no trunk 0).
-    China { nsn: Digits, mobile: bool },
-    /// Another country: its calling code.
-    Foreign { calling_code: u16 },
+    /// A Chinese number.
+    China {
+        /// The national significant number (no trunk 0).
+        nsn: Digits,
+        /// A mobile number (11 digits starting 13–19), not a landline.
+        mobile: bool,
+    },
+    /// Another country.
+    Foreign {
+        /// Its calling code.
+        calling_code: u16,
+    },
 }
 
 /// Up to 20 ASCII digits, without allocation.
