@@ -6,7 +6,6 @@
 //! it with [`Config::load`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -63,14 +62,6 @@ pub enum Error {
         path: String,
         /// Each out-of-range or inconsistent value.
         problems: Vec<Problem>,
-    },
-    /// A secret that the configuration names could not be found.
-    #[error("secret {name}: {message}")]
-    Secret {
-        /// Which secret (never its value).
-        name: String,
-        /// Where it was looked for.
-        message: String,
     },
 }
 
@@ -140,7 +131,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The WeChat server callback (`/wechat/callback`).
     #[serde(default)]
-    pub wechat_callback: CallbackConfig,
+    pub wechat_callback: crate::http::wechat::CallbackConfig,
     /// Place resolution settings (owned by `geo`).
     #[serde(default)]
     pub geo: crate::geo::GeoConfig,
@@ -205,49 +196,6 @@ impl Default for RetentionConfig {
     }
 }
 
-/// `[wechat_callback]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallbackConfig {
-    /// Environment variable holding the token set in the Official Account's server
-    /// configuration.
-    #[serde(default = "default_callback_token_env")]
-    pub token_env: String,
-    /// systemd credential holding that token (preferred when present).
-    #[serde(default = "default_callback_token_credential")]
-    pub token_credential: String,
-    /// The account's message encryption mode: `plaintext`, `compatible` or `safe`.
-    #[serde(default)]
-    pub mode: crate::http::wechat::Mode,
-    /// The Official Account's AppID (safe-mode messages are sealed for it).
-    #[serde(default)]
-    pub app_id: Option<String>,
-    /// Environment variable holding the EncodingAESKey (compatible and safe modes).
-    #[serde(default = "default_aes_key_env")]
-    pub encoding_aes_key_env: String,
-    /// systemd credential holding the EncodingAESKey (preferred when present).
-    #[serde(default = "default_aes_key_credential")]
-    pub encoding_aes_key_credential: String,
-    /// How far a callback's `timestamp` may be from the daemon's clock; older or
-    /// newer requests are refused as replays.
-    #[serde(default = "default_max_clock_skew", deserialize_with = "max_clock_skew")]
-    pub max_clock_skew: Duration,
-}
-
-impl Default for CallbackConfig {
-    fn default() -> Self {
-        Self {
-            token_env: default_callback_token_env(),
-            token_credential: default_callback_token_credential(),
-            mode: Default::default(),
-            app_id: None,
-            encoding_aes_key_env: default_aes_key_env(),
-            encoding_aes_key_credential: default_aes_key_credential(),
-            max_clock_skew: default_max_clock_skew(),
-        }
-    }
-}
-
 /// `[demo]`: a clock that starts at `start` and runs `speed` times real time.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,59 +205,6 @@ pub struct DemoConfig {
     pub start: DateTime<Utc>,
     /// Speed-up over real time (≥ 1).
     pub speed: f64,
-}
-
-/// A secret value. Its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The value; only for comparing or sending, never for logging.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// Reads a secret from the systemd credential `credential`
-/// (`$CREDENTIALS_DIRECTORY/<credential>`) or else the environment variable `env`.
-/// `Ok(None)` when neither is set.
-pub fn read_secret(env: &str, credential: &str) -> Result<Option<Secret>> {
-    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-        let path = Path::new(&dir).join(credential);
-        match std::fs::read_to_string(&path) {
-            Ok(value) => {
-                let value = value.trim_end_matches(['\n', '\r']);
-                if value.is_empty() {
-                    return Err(Error::Secret {
-                        name: credential.to_owned(),
-                        message: format!("credential file {} is empty", path.display()),
-                    });
-                }
-                return Ok(Some(Secret::new(value)));
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => {
-                return Err(Error::Secret {
-                    name: credential.to_owned(),
-                    message: format!("{}: {error}", path.display()),
-                });
-            }
-        }
-    }
-    match std::env::var(env) {
-        Ok(value) if !value.is_empty() => Ok(Some(Secret::new(value))),
-        _ => Ok(None),
-    }
 }
 
 impl Config {
@@ -508,24 +403,6 @@ fn default_batch() -> i64 {
 fn default_retention() -> Duration {
     Duration::from_secs(90 * 86_400)
 }
-fn default_callback_token_env() -> String {
-    "ALMANAC_WECHAT_CALLBACK_TOKEN".into()
-}
-fn default_aes_key_env() -> String {
-    "ALMANAC_WECHAT_ENCODING_AES_KEY".into()
-}
-fn default_aes_key_credential() -> String {
-    "wechat-encoding-aes-key".into()
-}
-fn default_max_clock_skew() -> Duration {
-    Duration::from_secs(300)
-}
-fn max_clock_skew<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    duration::deserialize(deserializer, duration::MAX_CLOCK_SKEW)
-}
-fn default_callback_token_credential() -> String {
-    "wechat-callback-token".into()
-}
 
 #[cfg(test)]
 mod tests {
@@ -653,10 +530,5 @@ mod tests {
         );
         let text = error("max_conections = 10\n");
         assert!(text.starts_with("a.toml:4:1: unknown field `max_conections`"), "{text}");
-    }
-
-    #[test]
-    fn secret_debug_hides_the_value() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
     }
 }

@@ -38,11 +38,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::campaign::{Campaign, Diagnostic, Severity};
 use crate::clock::{Clock, ScaledClock, SystemClock};
-use crate::config::{Config, read_secret};
+use crate::config::Config;
 use crate::delivery::{Channels, Dispatcher, DispatcherHandle};
 use crate::geo::{CityId, Geo};
 use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::secret::read_secret;
 use crate::store::{NewSend, PlannerMark, Resolution, SendStatus, Store};
 use crate::timing::{Engine, EngineConfig, History, PastSend, Recipient};
 
@@ -55,6 +56,9 @@ pub enum Error {
     /// The WeChat callback's settings.
     #[error(transparent)]
     Callback(#[from] crate::http::wechat::Error),
+    /// A secret the configuration names.
+    #[error(transparent)]
+    Secret(#[from] crate::secret::Error),
     /// The store.
     #[error("store")]
     Store(#[from] crate::store::Error),

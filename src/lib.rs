@@ -18,5 +18,6 @@ pub mod logging;
 pub mod members;
 pub mod metrics;
 pub mod redact;
+pub mod secret;
 pub mod store;
 pub mod timing;

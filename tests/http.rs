@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use almanac::clock::ManualClock;
-use almanac::config::Secret;
 use almanac::daemon::{CampaignSet, LiveCampaigns, load_campaigns};
 use almanac::geo::Geo;
 use almanac::http::wechat::safe_mode::AesKey;
 use almanac::http::wechat::{Callback, Mode};
 use almanac::http::{AppState, wechat};
 use almanac::metrics::Metrics;
+use almanac::secret::Secret;
 use almanac::store::{NewSend, SendStatus, Store};
 use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;

@@ -173,7 +173,7 @@ fn check_config(
     ];
     let mut secrets_read = true;
     for (key, env, credential) in secrets {
-        if let Err(problem) = config::read_secret(env, credential) {
+        if let Err(problem) = crate::secret::read_secret(env, credential) {
             diagnostics.push(at(Severity::Error, key, problem.to_string()));
             secrets_read = false;
         }
@@ -218,7 +218,7 @@ fn check_config(
             Geo::bundled()
         }
     };
-    if config::read_secret(&config.admin_token_env, &config.admin_token_credential)
+    if crate::secret::read_secret(&config.admin_token_env, &config.admin_token_credential)
         .is_ok_and(|token| token.is_none())
     {
         let message = if under_systemd {

@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
-use crate::config::Secret;
 use crate::daemon::LiveCampaigns;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::{Consent, Store};
 
 pub mod admin;

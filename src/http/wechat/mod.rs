@@ -25,11 +25,13 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
 use sha1::{Digest, Sha1};
 
 use super::AppState;
-use crate::config::{CallbackConfig, Secret, read_secret};
+use crate::secret::{Secret, read_secret};
 
 pub mod safe_mode;
 
@@ -53,7 +55,7 @@ pub enum Mode {
 pub enum Error {
     /// A secret could not be read.
     #[error(transparent)]
-    Secret(#[from] crate::config::Error),
+    Secret(#[from] crate::secret::Error),
     /// Compatible or safe mode without the key or AppID it needs.
     #[error(
         "[wechat_callback] mode = \"{mode}\" needs the EncodingAESKey (credential \
@@ -70,6 +72,73 @@ pub enum Error {
     /// The key is malformed.
     #[error("[wechat_callback] {0}")]
     Key(#[from] safe_mode::Error),
+}
+
+/// `[wechat_callback]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// Environment variable holding the token set in the Official Account's server
+    /// configuration.
+    #[serde(default = "default_callback_token_env")]
+    pub token_env: String,
+    /// systemd credential holding that token (preferred when present).
+    #[serde(default = "default_callback_token_credential")]
+    pub token_credential: String,
+    /// The account's message encryption mode: `plaintext`, `compatible` or `safe`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The Official Account's AppID (safe-mode messages are sealed for it).
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// Environment variable holding the EncodingAESKey (compatible and safe modes).
+    #[serde(default = "default_aes_key_env")]
+    pub encoding_aes_key_env: String,
+    /// systemd credential holding the EncodingAESKey (preferred when present).
+    #[serde(default = "default_aes_key_credential")]
+    pub encoding_aes_key_credential: String,
+    /// How far a callback's `timestamp` may be from the daemon's clock; older or
+    /// newer requests are refused as replays.
+    #[serde(default = "default_max_clock_skew", deserialize_with = "max_clock_skew")]
+    pub max_clock_skew: Duration,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        Self {
+            token_env: default_callback_token_env(),
+            token_credential: default_callback_token_credential(),
+            mode: Default::default(),
+            app_id: None,
+            encoding_aes_key_env: default_aes_key_env(),
+            encoding_aes_key_credential: default_aes_key_credential(),
+            max_clock_skew: default_max_clock_skew(),
+        }
+    }
+}
+
+fn default_callback_token_env() -> String {
+    "ALMANAC_WECHAT_CALLBACK_TOKEN".into()
+}
+
+fn default_aes_key_env() -> String {
+    "ALMANAC_WECHAT_ENCODING_AES_KEY".into()
+}
+
+fn default_aes_key_credential() -> String {
+    "wechat-encoding-aes-key".into()
+}
+
+fn default_max_clock_skew() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn max_clock_skew<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    crate::duration::deserialize(deserializer, crate::duration::MAX_CLOCK_SKEW)
+}
+
+fn default_callback_token_credential() -> String {
+    "wechat-callback-token".into()
 }
 
 /// The callback's verified settings.
