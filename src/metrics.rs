@@ -45,6 +45,11 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Dead letters by channel and reason.
     pub dead_letters: IntCounterVec,
+    /// 1 while a channel is paused by an account-level error, else 0 (every
+    /// configured channel is exported from the start).
+    pub channel_paused: IntGaugeVec,
+    /// Times a channel was paused by an account-level error, by channel and reason.
+    pub channel_pauses: IntCounterVec,
     /// Waits on a rate limiter by channel.
     pub rate_limit_waits: IntCounterVec,
     /// Pushes deferred to the next day by a channel's daily quota.
@@ -156,6 +161,19 @@ impl Metrics {
             "Pushes given up, by channel and reason.",
             &["channel", "reason"],
         );
+        let channel_paused = gauge(
+            &registry,
+            "almanac_channel_paused",
+            "1 while the channel is paused by an account-level error (its pushes wait \
+             pending while one probe at a time checks it), else 0.",
+            &["channel"],
+        );
+        let channel_pauses = counter(
+            &registry,
+            "almanac_channel_pauses_total",
+            "Channel pauses by an account-level error, by channel and reason (the error).",
+            &["channel", "reason"],
+        );
         let rate_limit_waits = counter(
             &registry,
             "almanac_rate_limit_waits_total",
@@ -214,6 +232,8 @@ impl Metrics {
             planning_failures,
             retries,
             dead_letters,
+            channel_paused,
+            channel_pauses,
             rate_limit_waits,
             quota_deferrals,
             token_refreshes,
@@ -278,7 +298,7 @@ impl Metrics {
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 21] {
+    fn collectors(&self) -> [&dyn Collector; 23] {
         [
             &self.pushes,
             &self.channel_latency,
@@ -294,6 +314,8 @@ impl Metrics {
             &self.planning_failures,
             &self.retries,
             &self.dead_letters,
+            &self.channel_paused,
+            &self.channel_pauses,
             &self.rate_limit_waits,
             &self.quota_deferrals,
             &self.token_refreshes,
