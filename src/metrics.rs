@@ -48,6 +48,11 @@ pub struct Metrics {
     /// Dead letters by channel and reason class (a bounded vocabulary,
     /// [`crate::delivery::DEAD_LETTER_CLASSES`], started at zero: alerts use it).
     pub dead_letter_classes: IntCounterVec,
+    /// 1 while a channel is paused by an account-level error, else 0 (every
+    /// configured channel is exported from the start).
+    pub channel_paused: IntGaugeVec,
+    /// Times a channel was paused by an account-level error, by channel and reason.
+    pub channel_pauses: IntCounterVec,
     /// Waits on a rate limiter by channel.
     pub rate_limit_waits: IntCounterVec,
     /// Pushes deferred to the next day by a channel's daily quota.
@@ -172,6 +177,19 @@ impl Metrics {
              transient, internal).",
             &["channel", "class"],
         );
+        let channel_paused = gauge(
+            &registry,
+            "almanac_channel_paused",
+            "1 while the channel is paused by an account-level error (its pushes wait \
+             pending while one probe at a time checks it), else 0.",
+            &["channel"],
+        );
+        let channel_pauses = counter(
+            &registry,
+            "almanac_channel_pauses_total",
+            "Channel pauses by an account-level error, by channel and reason (the error).",
+            &["channel", "reason"],
+        );
         let rate_limit_waits = counter(
             &registry,
             "almanac_rate_limit_waits_total",
@@ -236,6 +254,8 @@ impl Metrics {
             retries,
             dead_letters,
             dead_letter_classes,
+            channel_paused,
+            channel_pauses,
             rate_limit_waits,
             quota_deferrals,
             token_refreshes,
@@ -310,7 +330,7 @@ impl Metrics {
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 22] {
+    fn collectors(&self) -> [&dyn Collector; 24] {
         [
             &self.pushes,
             &self.channel_latency,
@@ -327,6 +347,8 @@ impl Metrics {
             &self.retries,
             &self.dead_letters,
             &self.dead_letter_classes,
+            &self.channel_paused,
+            &self.channel_pauses,
             &self.rate_limit_waits,
             &self.quota_deferrals,
             &self.token_refreshes,

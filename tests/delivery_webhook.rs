@@ -182,6 +182,25 @@ async fn a_stalled_request_times_out_and_retries() {
 }
 
 #[tokio::test]
+async fn a_receiver_refusing_our_credentials_is_account_level() {
+    let sink = Sink::start(|incoming| match incoming.key.as_str() {
+        "autumn:2026-11-22:1001" => Reply::Status(401),
+        _ => Reply::Status(403),
+    })
+    .await;
+    let rig = rig(&sink.url, "");
+    for (row, reason) in [(send(1), "http_401"), (send(2), "http_403")] {
+        let attempt = rig.channels.attempt(&row).await;
+        assert!(
+            matches!(&attempt.outcome, Outcome::Released { reason: r, .. } if r == reason),
+            "{:?}",
+            attempt.outcome
+        );
+    }
+    assert_eq!(rig.metrics.dead_letters.with_label_values(&["crm", "http_401"]).get(), 0);
+}
+
+#[tokio::test]
 async fn exhausted_attempts_and_permanent_statuses_are_dead_lettered() {
     let sink = Sink::start(|incoming| match incoming.key.as_str() {
         "autumn:2026-11-22:1001" => Reply::Status(500),

@@ -295,28 +295,62 @@ async fn other_codes_are_dead_lettered_with_the_code() {
 }
 
 #[tokio::test]
-async fn a_token_failure_retries_rather_than_burning_the_push() {
+async fn a_transient_token_failure_retries_rather_than_burning_the_push() {
     let rig = rig().await;
-    rig.fake.fail_tokens(40164);
+    rig.fake.fail_tokens(-1);
     let attempt = rig.channels.attempt(&send(1, "o1")).await;
     assert!(
-        matches!(&attempt.outcome, Outcome::Retry { error, .. } if error == "wechat_token_40164"),
+        matches!(&attempt.outcome, Outcome::Retry { error, .. } if error == "wechat_token_-1"),
         "{:?}",
         attempt.outcome
     );
     assert!(rig.fake.calls_to(TEMPLATE_PATH).is_empty());
     assert_eq!(rig.metrics.token_refreshes.with_label_values(&["error"]).get(), 1);
 
-    // Its last attempt dead-letters it as a credentials failure (an alert pages on it).
+    // Its last attempt dead-letters it as a credentials failure (an alert pages on it):
+    // the token never came.
     let mut last = send(2, "o2");
     last.attempts = 100;
     let attempt = rig.channels.attempt(&last).await;
     assert!(
-        matches!(&attempt.outcome, Outcome::Dead { reason, .. } if reason == "wechat_token_40164")
+        matches!(&attempt.outcome, Outcome::Dead { reason, .. } if reason == "wechat_token_-1"),
+        "{:?}",
+        attempt.outcome
     );
     let classes = &rig.metrics.dead_letter_classes;
     assert_eq!(classes.with_label_values(&["wechat-main", "credentials"]).get(), 1);
     assert_eq!(classes.with_label_values(&["wechat-main", "transient"]).get(), 0);
+}
+
+#[tokio::test]
+async fn account_level_errors_hand_the_push_back_uncharged() {
+    let rig = rig().await;
+    // The token itself is refused: the IP is not on the allow-list.
+    rig.fake.refuse_ip(true);
+    let attempt = rig.channels.attempt(&send(1, "o1")).await;
+    assert!(
+        matches!(&attempt.outcome, Outcome::Released { reason, .. } if reason == "wechat_token_40164"),
+        "{:?}",
+        attempt.outcome
+    );
+    // A token in hand, then the send refused for the whole account.
+    rig.fake.refuse_ip(false);
+    assert!(matches!(rig.channels.attempt(&send(2, "o2")).await.outcome, Outcome::Sent { .. }));
+    rig.fake.refuse_ip(true);
+    let attempt = rig.channels.attempt(&send(3, "o3")).await;
+    assert!(
+        matches!(&attempt.outcome, Outcome::Released { reason, .. } if reason == "wechat_40164"),
+        "{:?}",
+        attempt.outcome
+    );
+    rig.fake.refuse_ip(false);
+    rig.fake.inject_template("o4", &[48001]);
+    let attempt = rig.channels.attempt(&send(4, "o4")).await;
+    assert!(matches!(&attempt.outcome, Outcome::Released { .. }), "{:?}", attempt.outcome);
+    assert_eq!(
+        rig.metrics.dead_letters.with_label_values(&["wechat-main", "wechat_48001"]).get(),
+        0
+    );
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use almanac::geo::{CityId, Place, PlaceSource};
 use almanac::members::Member;
 use almanac::store::testing::TestDb;
 use almanac::store::{
-    Consent, NewSend, Outcome, PlannerMark, Resolution, SendStatus, Store, UpsertKind,
+    Consent, Exclude, NewSend, Outcome, PlannerMark, Resolution, SendStatus, Store, UpsertKind,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -23,6 +23,7 @@ both_backends!(
     expired_leases_are_reclaimed,
     outcomes_need_the_lease,
     release_returns_rows,
+    paused_channels_stay_pending_and_released_rows_are_uncharged,
     history_upcoming_retention,
     campaign_state_audit_and_token,
     reresolve_stale_members,
@@ -448,6 +449,29 @@ async fn release_returns_rows(db: &TestDb) {
     assert_eq!(count(&backlog, SendStatus::Pending), 2);
     assert_eq!(count(&backlog, SendStatus::Claimed), 1);
     assert_eq!(store.claim_due("c", t0(), Duration::minutes(5), 5).await.unwrap().len(), 2);
+}
+
+async fn paused_channels_stay_pending_and_released_rows_are_uncharged(db: &TestDb) {
+    let store = &db.store;
+    let ids = add_members(store, 4).await;
+    let due = t0() - Duration::minutes(1);
+    let mut sends: Vec<NewSend> = ids.iter().map(|id| send("c", "o", *id, due)).collect();
+    sends[0].channel = "hook".into();
+    store.insert_sends(&sends).await.unwrap();
+    let exclude = Exclude { campaigns: Vec::new(), channels: vec!["wechat-main".into()] };
+    let lease = Duration::minutes(5);
+    let claimed =
+        store.claim_due_within("a", t0(), Duration::zero(), lease, 10, &exclude).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.channel.as_str()).collect::<Vec<_>>(), ["hook"]);
+
+    // The channel resumes: its rows are claimed; one is handed back uncharged.
+    let claimed = store.claim_due("a", t0(), lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let released = Outcome::Released { id: claimed[0].id, reason: "wechat_40164".into() };
+    assert_eq!(store.record_outcomes("a", &[released]).await.unwrap(), 1);
+    let again = store.claim_due("b", t0(), lease, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts, again[0].not_before), (claimed[0].id, 0, due));
 }
 
 async fn history_upcoming_retention(db: &TestDb) {

@@ -176,8 +176,9 @@ impl Channels {
         Ok(channels)
     }
 
-    /// Adds (or replaces) a channel.
+    /// Adds (or replaces) a channel; its `channel_paused` gauge starts at 0.
     pub fn insert(&mut self, name: &str, channel: Channel, limits: ChannelLimits) {
+        self.metrics.channel_paused.with_label_values(&[name]).set(0);
         let entry = Entry {
             channel,
             limiter: limits.rate_per_second.and_then(limiter),
@@ -276,6 +277,9 @@ impl Channels {
     /// Sends one claimed row through its channel (after waiting for the channel's
     /// rate limiter and a channel slot; the campaign's own limit is
     /// [`Channels::pace_campaign`], before) and decides its outcome.
+    /// An account-level error ([`Error::is_account_level`]) gives
+    /// [`Outcome::Released`]: the row is not charged an attempt, and the dispatcher
+    /// pauses the channel.
     /// Counts `retries`, `dead_letters`, `quota_deferrals`, `rate_limit_waits`,
     /// `channel_latency` and `fire_lateness`; the dispatcher counts `pushes` once the
     /// outcome is committed.
@@ -312,6 +316,9 @@ impl Channels {
                 let lateness = (now - send.due_at).num_milliseconds().max(0) as f64 / 1000.0;
                 self.metrics.fire_lateness.observe(lateness);
                 (Outcome::Sent { id: send.id, at: now, provider_id }, false)
+            }
+            Err(error) if error.is_account_level() => {
+                (Outcome::Released { id: send.id, reason: error.reason() }, false)
             }
             Err(error) if error.is_quota() => {
                 self.metrics.quota_deferrals.with_label_values(&[&send.channel]).inc();

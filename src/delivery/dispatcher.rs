@@ -20,6 +20,11 @@
 //! until it has drained half of them, so other campaigns' rows are never
 //! queued behind it and the dispatcher holds a bounded number of rows.
 //!
+//! A channel that fails as a whole (an account-level error, see [`pause`](super::pause))
+//! is paused: the push that met the error goes back to pending without an
+//! attempt counted, the claimer leaves the channel's rows in the ledger, and one
+//! probe row at a time, with backoff, checks when it works again.
+//!
 //! Stopping safely: when the cancellation token fires the dispatcher stops claiming,
 //! lets in-flight pushes finish and their outcomes be written (up to the drain
 //! timeout, after which they are abandoned), then returns every row it still holds
@@ -35,10 +40,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::{Attempt, Channels};
+use super::pause::{Admit, Pauses};
 use super::{Error, Result};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::store::{ClaimedSend, Consent, Outcome, Store};
+use crate::store::{ClaimedSend, Consent, Exclude, Outcome, Store};
+
+/// The reason noted on a row handed back unsent because its channel is paused.
+pub const CHANNEL_PAUSED: &str = "channel_paused";
 
 /// The longest the dispatcher sleeps (real time) when nothing is due.
 pub const MAX_POLL: Duration = Duration::from_millis(200);
@@ -202,6 +211,9 @@ pub struct DispatchStats {
     pub dead: u64,
     /// Outcomes recorded as skipped (opt-outs).
     pub skipped: u64,
+    /// Rows handed back to pending, uncharged, because their channel failed as a
+    /// whole or was paused.
+    pub paused: u64,
     /// Rows returned to pending at stop.
     pub released: u64,
 }
@@ -246,6 +258,7 @@ pub struct Dispatcher {
     drain_timeout: Duration,
     wake: Arc<Notify>,
     health: Arc<crate::health::Health>,
+    pauses: Arc<Pauses>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -290,6 +303,7 @@ impl Dispatcher {
             store,
             channels: Arc::new(channels),
             clock,
+            pauses: Arc::new(Pauses::new(metrics.clone())),
             metrics,
             config,
             poll: Duration::from_millis(default_poll_ms()),
@@ -348,6 +362,7 @@ impl Dispatcher {
                 poll: self.poll,
                 wake: self.wake.clone(),
                 saturated,
+                pauses: self.pauses.clone(),
                 health: self.health.clone(),
             },
             cancel.clone(),
@@ -367,6 +382,8 @@ impl Dispatcher {
         let mut in_flight = JoinSet::new();
         let dispatch = Dispatch {
             channels: self.channels.clone(),
+            pauses: self.pauses.clone(),
+            clock: self.clock.clone(),
             slots,
             unrecorded: unrecorded.clone(),
             finished: finished_tx.clone(),
@@ -441,6 +458,8 @@ impl Dispatcher {
 /// then one task per row that sends it and passes its outcome to the recorder.
 struct Dispatch {
     channels: Arc<Channels>,
+    pauses: Arc<Pauses>,
+    clock: Arc<dyn Clock>,
     slots: Arc<Semaphore>,
     unrecorded: Arc<Semaphore>,
     finished: mpsc::UnboundedSender<Finished>,
@@ -449,23 +468,38 @@ struct Dispatch {
 
 impl Dispatch {
     /// Spawns the row's send once it has a place and a slot; `false` when
-    /// cancelled first (the row stays claimed and is released at the end).
+    /// cancelled first (the row stays claimed and is released at the end). A
+    /// row of a paused channel that is not its probe goes back unsent.
     async fn spawn(&self, row: ClaimedSend, in_flight: &mut JoinSet<()>) -> bool {
         let place = tokio::select! {
             biased;
             () = self.cancel.cancelled() => return false,
             place = self.unrecorded.clone().acquire_owned() => place.expect("never closed"),
         };
+        let admitted = self.pauses.admit(&row.channel, self.clock.now());
+        if admitted == Admit::Hold {
+            let outcome = Outcome::Released { id: row.id, reason: CHANNEL_PAUSED.into() };
+            let _ = self.finished.send(Finished {
+                member_id: row.member_id,
+                campaign_id: row.campaign_id,
+                channel: row.channel,
+                attempt: Attempt { outcome, opt_out: false },
+                _unrecorded: place,
+            });
+            return true;
+        }
         let slot = tokio::select! {
             biased;
             () = self.cancel.cancelled() => return false,
             slot = self.slots.clone().acquire_owned() => slot.expect("slots are never closed"),
         };
         let channels = self.channels.clone();
+        let (pauses, clock) = (self.pauses.clone(), self.clock.clone());
         let finished = self.finished.clone();
         in_flight.spawn(async move {
             let attempt = channels.attempt(&row).await;
             drop(slot);
+            pauses.observe(&row.channel, admitted, &attempt.outcome, clock.now());
             // The recorder outlives every sender; a send error means it gave up.
             let _ = finished.send(Finished {
                 member_id: row.member_id,
@@ -600,11 +634,13 @@ struct Claimer {
     poll: Duration,
     wake: Arc<Notify>,
     saturated: Saturated,
+    pauses: Arc<Pauses>,
     health: Arc<crate::health::Health>,
 }
 
 /// Claims batches and hands them over; sleeps (at most `poll`, or until woken)
-/// when nothing is due. Leaves the rows of `saturated` campaigns in the ledger.
+/// when nothing is due. Leaves the rows of `saturated` campaigns and of paused
+/// channels (but a due probe's) in the ledger.
 /// Returns how many rows it claimed.
 ///
 /// It also keeps the rows it holds: every third of a lease (on `clock`) it extends
@@ -619,7 +655,7 @@ async fn claim_loop(
     cancel: CancellationToken,
     batches: mpsc::Sender<Vec<ClaimedSend>>,
 ) -> u64 {
-    let Claimer { store, clock, config, poll, wake, saturated, health } = claimer;
+    let Claimer { store, clock, config, poll, wake, saturated, pauses, health } = claimer;
     let limit = i64::try_from(config.batch).unwrap_or(i64::MAX);
     let mut claimed = 0_u64;
     let mut leases = Leases { renewed: clock.now(), store: &store, config: &config };
@@ -627,7 +663,7 @@ async fn claim_loop(
         // One instant for both: rows renewed at `now` are not expired at `now`.
         let now = clock.now();
         leases.keep(now).await;
-        let exclude = saturated.list();
+        let exclude = Exclude { campaigns: saturated.list(), channels: pauses.excluded(now) };
         let claim = store.claim_due_within(
             &config.owner,
             now,
@@ -782,6 +818,10 @@ impl Recorder {
         }
         for done in buffer {
             let label = match done.attempt.outcome {
+                Outcome::Released { .. } => {
+                    stats.paused += 1;
+                    continue;
+                }
                 Outcome::Sent { .. } => {
                     stats.sent += 1;
                     "sent"

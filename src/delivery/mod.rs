@@ -6,6 +6,7 @@
 //!   concurrency limit and retry policy; [`Channels::attempt`] sends one row and turns
 //!   the result into a ledger [`Outcome`](crate::store::Outcome).
 //! - [`webhook`], [`wechat`], [`log`]: the three channel kinds.
+//! - [`pause`]: a channel paused by an account-level error, its probes and resumption.
 //! - [`retry`]: backoff with jitter, `Retry-After`, the Asia/Shanghai quota day.
 //! - [`dispatcher`]: claims due rows under a lease, sends them with bounded
 //!   concurrency, records outcomes in batches, stops gracefully.
@@ -19,6 +20,7 @@ pub mod channel;
 pub mod config;
 pub mod dispatcher;
 pub mod log;
+pub mod pause;
 pub mod retry;
 pub mod webhook;
 pub mod wechat;
@@ -103,7 +105,31 @@ pub const WECHAT_TOKEN_CODES: &[i64] = &[40001, 40014, 42001];
 pub const DEAD_LETTER_CLASSES: &[&str] =
     &["credentials", "config", "rejected", "transient", "internal"];
 
+/// WeChat send codes that fail every push of the account alike: 40164 caller IP
+/// not on the allow-list, 41001 access token missing, 48001 API not authorised
+/// for the account, and the token codes (40001, 40014, 42001), which reach the
+/// dispatcher only when the token fetched again right after was refused too.
+pub const WECHAT_ACCOUNT_CODES: &[i64] = &[40164, 41001, 48001, 40001, 40014, 42001];
+
+/// `stable_token` codes that no retry of one push can fix: 40001 and 40125 wrong
+/// AppSecret, 40013 invalid AppID, 40164 caller IP not on the allow-list, 41002
+/// and 41004 AppID or AppSecret missing, 48001 API not authorised.
+pub const WECHAT_TOKEN_ACCOUNT_CODES: &[i64] = &[40001, 40125, 40013, 40164, 41002, 41004, 48001];
+
 impl Error {
+    /// Whether the error is the channel's, not the push's: the account or the
+    /// receiver refuses every push alike (a WeChat account-level errcode, a
+    /// webhook answering 401 or 403). The dispatcher pauses the channel and
+    /// leaves the push pending instead of spending an attempt on it.
+    pub fn is_account_level(&self) -> bool {
+        match self {
+            Self::Http { status, .. } => matches!(status, 401 | 403),
+            Self::WeChat { code, .. } => WECHAT_ACCOUNT_CODES.contains(code),
+            Self::Token { code, .. } => WECHAT_TOKEN_ACCOUNT_CODES.contains(code),
+            _ => false,
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {
@@ -234,6 +260,35 @@ mod tests {
             assert!(DEAD_LETTER_CLASSES.contains(&error.class()), "{error}");
         }
         assert!(Error::NoOpenid.is_skip() && !Error::Timeout.is_skip());
+    }
+
+    #[test]
+    fn account_level_errors_are_the_channels_not_the_pushs() {
+        let wechat = |code| Error::WeChat { code, message: String::new() };
+        let token = |code| Error::Token { code, message: String::new() };
+        let http = |status| Error::Http { status, retry_after: None };
+        for code in [40164, 41001, 48001, 40001, 42001] {
+            assert!(wechat(code).is_account_level(), "send {code}");
+        }
+        for code in [40164, 40125, 40013, 40001] {
+            assert!(token(code).is_account_level(), "token {code}");
+        }
+        assert!(http(401).is_account_level() && http(403).is_account_level());
+        for error in [
+            wechat(-1),
+            wechat(40003),
+            wechat(43004),
+            wechat(45009),
+            wechat(47003),
+            token(-1),
+            token(45009),
+            http(404),
+            http(500),
+            Error::Timeout,
+            Error::QuotaExhausted,
+        ] {
+            assert!(!error.is_account_level(), "{error}");
+        }
     }
 
     #[test]

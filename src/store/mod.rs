@@ -214,6 +214,24 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// Not attempted as far as the push is concerned: its channel failed as a
+    /// whole (an account-level error), so the row goes back to pending as it was
+    /// (`attempts` and `next_attempt_at` unchanged), noting the reason.
+    Released {
+        /// Ledger row id.
+        id: i64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Rows a claim leaves in the ledger ([`Store::claim_due_within`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exclude {
+    /// Campaigns whose rows stay pending (the dispatcher holds enough of them).
+    pub campaigns: Vec<String>,
+    /// Channels whose rows stay pending (the channel is paused).
+    pub channels: Vec<String>,
 }
 
 impl FromStr for SendStatus {
@@ -914,16 +932,25 @@ impl Store {
         lease: chrono::Duration,
         limit: i64,
     ) -> Result<Vec<ClaimedSend>> {
-        self.claim_due_within(owner, now, chrono::Duration::zero(), lease, limit, &[]).await
+        self.claim_due_within(
+            owner,
+            now,
+            chrono::Duration::zero(),
+            lease,
+            limit,
+            &Exclude::default(),
+        )
+        .await
     }
 
     /// [`Store::claim_due`], also taking pending rows that fall due (first
     /// attempt or retry) within `ahead` of `now`, in order of
     /// [`ClaimedSend::not_before`]: the dispatcher holds them and fires each at
     /// its instant, so the claim's round trip is not part of its lateness. Leases
-    /// still expire against `now` only. Rows of the campaigns in `exclude` are
-    /// left alone (the dispatcher already holds enough of them: they wait for
-    /// their campaign's rate limit).
+    /// still expire against `now` only. Rows of the campaigns and channels in
+    /// `exclude` are left alone (the dispatcher already holds enough of a
+    /// campaign's rows: they wait for its rate limit; a paused channel's rows
+    /// wait for it to resume).
     pub async fn claim_due_within(
         &self,
         owner: &str,
@@ -931,7 +958,7 @@ impl Store {
         ahead: chrono::Duration,
         lease: chrono::Duration,
         limit: i64,
-        exclude: &[String],
+        exclude: &Exclude,
     ) -> Result<Vec<ClaimedSend>> {
         if limit <= 0 {
             return Ok(Vec::new());
@@ -1183,6 +1210,13 @@ impl<'a> From<&'a Outcome> for OutcomeRow<'a> {
             Outcome::Skipped { id, reason } => OutcomeRow {
                 id: *id,
                 status: SendStatus::Skipped.as_str(),
+                error: Some(reason),
+                attempt: 0,
+                ..blank
+            },
+            Outcome::Released { id, reason } => OutcomeRow {
+                id: *id,
+                status: SendStatus::Pending.as_str(),
                 error: Some(reason),
                 attempt: 0,
                 ..blank

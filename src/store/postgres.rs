@@ -8,8 +8,8 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
 
 use super::{
-    AuditEntry, CampaignState, ClaimedSend, Consent, Error, HistoryEntry, MemberCounts, NewSend,
-    OutcomeRow, PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull,
+    AuditEntry, CampaignState, ClaimedSend, Consent, Error, Exclude, HistoryEntry, MemberCounts,
+    NewSend, OutcomeRow, PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull,
     UpsertKind, WechatToken,
 };
 use crate::members::Member;
@@ -899,7 +899,7 @@ pub(super) async fn claim_due(
     due_by: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
-    exclude: &[String],
+    exclude: &Exclude,
 ) -> Result<Vec<ClaimedSend>> {
     // One statement: lock due rows no other replica holds, claim them (or skip
     // them when the member opted out), and return what a channel needs. Pending and
@@ -913,12 +913,14 @@ pub(super) async fn claim_due(
            WHERE status = 'pending' AND due_at <= $5 AND next_attempt_at <= $5 \
            AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
            AND NOT (campaign_id = ANY($6::text[])) \
+           AND NOT (channel = ANY($7::text[])) \
            ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
          expired AS ( \
            SELECT id, due_at FROM sends \
            WHERE status = 'claimed' AND lease_expires_at < $3 \
            AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
            AND NOT (campaign_id = ANY($6::text[])) \
+           AND NOT (channel = ANY($7::text[])) \
            ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
          picked AS ( \
            SELECT id FROM (SELECT id, due_at FROM due UNION ALL SELECT id, due_at FROM expired) u \
@@ -940,7 +942,8 @@ pub(super) async fn claim_due(
     .bind(now)
     .bind(limit)
     .bind(due_by)
-    .bind(exclude)
+    .bind(&exclude.campaigns)
+    .bind(&exclude.channels)
     .fetch_all(pool)
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());

@@ -9,8 +9,8 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    AuditEntry, CampaignState, ClaimedSend, Consent, Error, HistoryEntry, MemberCounts, NewSend,
-    OutcomeRow, PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull,
+    AuditEntry, CampaignState, ClaimedSend, Consent, Error, Exclude, HistoryEntry, MemberCounts,
+    NewSend, OutcomeRow, PlannerMark, Resolution, Result, SendRow, StoredMember, StoredMemberFull,
     UpsertKind, WechatToken,
 };
 use crate::members::Member;
@@ -585,7 +585,7 @@ pub(super) async fn claim_due(
     due_by: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
-    exclude: &[String],
+    exclude: &Exclude,
 ) -> Result<Vec<ClaimedSend>> {
     // One statement, so one write transaction. Members who opted out (or were
     // forgotten) get their rows skipped instead of claimed. `INDEXED BY`: without
@@ -607,12 +607,14 @@ pub(super) async fn claim_due(
                WHERE status = 'pending' AND due_at <= ?5 AND next_attempt_at <= ?5 \
                  AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
                  AND campaign_id NOT IN (SELECT value FROM json_each(?6)) \
+                 AND channel NOT IN (SELECT value FROM json_each(?7)) \
                ORDER BY due_at LIMIT ?4) \
              UNION ALL \
              SELECT id, due_at FROM (SELECT id, due_at FROM sends INDEXED BY sends_claimed \
                WHERE status = 'claimed' AND lease_expires_at < ?3 \
                  AND campaign_id NOT IN (SELECT campaign_id FROM campaign_state WHERE paused) \
                  AND campaign_id NOT IN (SELECT value FROM json_each(?6)) \
+                 AND channel NOT IN (SELECT value FROM json_each(?7)) \
                ORDER BY due_at LIMIT ?4) \
            ) ORDER BY due_at LIMIT ?4) \
          RETURNING id, campaign_id, occurrence, member_id, due_at, next_attempt_at, channel, lang, \
@@ -627,7 +629,8 @@ pub(super) async fn claim_due(
     .bind(micros(now))
     .bind(limit)
     .bind(micros(due_by))
-    .bind(serde_json::Value::from(exclude.to_vec()).to_string())
+    .bind(serde_json::Value::from(exclude.campaigns.clone()).to_string())
+    .bind(serde_json::Value::from(exclude.channels.clone()).to_string())
     .fetch_all(pool)
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());

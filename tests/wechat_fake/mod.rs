@@ -3,7 +3,8 @@
 //! `POST /cgi-bin/message/template/send?access_token=…` (token checked: unknown →
 //! 40001, expired → 42001; `template_id` checked → 40037; `client_msg_id` dedup per
 //! openid) and `POST /cgi-bin/message/custom/send`. Error codes are injected per
-//! openid. Every request is recorded. Include with `#[path = "wechat_fake/mod.rs"]`.
+//! openid. The caller's IP can be taken off the allow-list at run time: every
+//! call then answers 40164. Every request is recorded. Include with `#[path = "wechat_fake/mod.rs"]`.
 // Each test binary uses a different subset of the helpers.
 #![allow(dead_code)]
 
@@ -54,6 +55,7 @@ struct State_ {
     template_errors: HashMap<String, VecDeque<i64>>,
     custom_errors: HashMap<String, VecDeque<i64>>,
     token_error: Option<i64>,
+    ip_refused: bool,
 }
 
 struct Shared {
@@ -84,7 +86,9 @@ fn error(code: i64, message: &str) -> Value {
 
 async fn stable_token(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Json<Value> {
     let mut state = shared.state.lock().unwrap();
-    let reply = if body["grant_type"] != "client_credential" {
+    let reply = if state.ip_refused {
+        error(40164, "invalid ip 127.0.0.1, not in whitelist")
+    } else if body["grant_type"] != "client_credential" {
         error(40002, "invalid grant_type")
     } else if body["appid"] != shared.appid.as_str() {
         error(40013, "invalid appid")
@@ -120,6 +124,9 @@ async fn stable_token(State(shared): State<Arc<Shared>>, Json(body): Json<Value>
 }
 
 fn check_token(state: &State_, query: &HashMap<String, String>) -> Option<Value> {
+    if state.ip_refused {
+        return Some(error(40164, "invalid ip 127.0.0.1, not in whitelist"));
+    }
     match query.get("access_token") {
         None => Some(error(41001, "access_token missing")),
         Some(token) if state.expired.contains(token) => Some(error(42001, "access_token expired")),
@@ -250,6 +257,12 @@ impl FakeWechat {
     /// `stable_token` answers this errcode from now on.
     pub fn fail_tokens(&self, code: i64) {
         self.shared.state.lock().unwrap().token_error = Some(code);
+    }
+
+    /// Takes the caller's IP off the account's allow-list (`true`: every call
+    /// answers 40164) or puts it back (`false`).
+    pub fn refuse_ip(&self, refused: bool) {
+        self.shared.state.lock().unwrap().ip_refused = refused;
     }
 
     /// The current token expires (calls with it get 42001; a new one is issued).
