@@ -62,15 +62,15 @@ impl AppState {
             return Ok(wechat::Applied::NotAMember);
         };
         let consent = match action {
-            wechat::Action::OptOut => Some(Consent::OptedOut),
-            wechat::Action::OptIn => Some(Consent::OptedIn),
-            wechat::Action::Interaction => None,
-        };
-        if action != wechat::Action::OptOut {
-            self.store.touch_interaction(member_id, at).await?;
-        }
-        let Some(consent) = consent else {
-            return Ok(wechat::Applied::Yes);
+            wechat::Action::Interaction => {
+                self.store.touch_interaction(member_id, at).await?;
+                return Ok(wechat::Applied::Yes);
+            }
+            wechat::Action::OptIn => {
+                self.store.touch_interaction(member_id, at).await?;
+                Consent::OptedIn
+            }
+            wechat::Action::OptOut => Consent::OptedOut,
         };
         if !self.store.set_consent(member_id, consent, at).await? {
             return Ok(wechat::Applied::OutOfOrder);

@@ -20,13 +20,12 @@
 //! `almanac_http_rejected_total{endpoint="wechat_callback", reason}`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use std::time::Duration;
-
 use serde::{Deserialize, Deserializer};
 use sha1::{Digest, Sha1};
 
@@ -121,6 +120,10 @@ fn default_callback_token_env() -> String {
     "ALMANAC_WECHAT_CALLBACK_TOKEN".into()
 }
 
+fn default_callback_token_credential() -> String {
+    "wechat-callback-token".into()
+}
+
 fn default_aes_key_env() -> String {
     "ALMANAC_WECHAT_ENCODING_AES_KEY".into()
 }
@@ -135,10 +138,6 @@ fn default_max_clock_skew() -> Duration {
 
 fn max_clock_skew<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     crate::duration::deserialize(deserializer, crate::duration::MAX_CLOCK_SKEW)
-}
-
-fn default_callback_token_credential() -> String {
-    "wechat-callback-token".into()
 }
 
 /// The callback's verified settings.
@@ -286,8 +285,28 @@ fn field<'a>(query: &'a HashMap<String, String>, name: &str) -> &'a str {
     query.get(name).map(String::as_str).unwrap_or_default()
 }
 
-fn bad_signature() -> Refusal {
-    Refusal::new(StatusCode::UNAUTHORIZED, "bad_signature", "bad signature")
+/// `expected` if the query parameter `name` carries it (compared in constant
+/// time), else the counted `bad_signature` refusal.
+fn check_signature(
+    query: &HashMap<String, String>,
+    name: &str,
+    expected: String,
+) -> Result<String, Refusal> {
+    if super::constant_time_eq(expected.as_bytes(), field(query, name).as_bytes()) {
+        Ok(expected)
+    } else {
+        Err(Refusal::new(StatusCode::UNAUTHORIZED, "bad_signature", "bad signature"))
+    }
+}
+
+/// The plaintext-mode `signature` of the query (token, timestamp, nonce), checked.
+fn check_query_signature(
+    callback: &Callback,
+    query: &HashMap<String, String>,
+) -> Result<String, Refusal> {
+    let expected =
+        signature(callback.token.expose(), field(query, "timestamp"), field(query, "nonce"));
+    check_signature(query, "signature", expected)
 }
 
 /// GET: the URL check (answering it changes nothing, so no replay guard).
@@ -298,10 +317,8 @@ pub async fn verify_url(
     let Some(callback) = &state.callback else {
         return not_configured();
     };
-    let expected =
-        signature(callback.token.expose(), field(&query, "timestamp"), field(&query, "nonce"));
-    if !super::constant_time_eq(expected.as_bytes(), field(&query, "signature").as_bytes()) {
-        return bad_signature().respond(&state);
+    if let Err(refusal) = check_query_signature(callback, &query) {
+        return refusal.respond(&state);
     }
     field(&query, "echostr").to_owned().into_response()
 }
@@ -323,7 +340,6 @@ async fn verify_event(
     body: &str,
 ) -> Result<Verified, Refusal> {
     let (timestamp, nonce) = (field(query, "timestamp"), field(query, "nonce"));
-    let token = callback.token.expose();
     let encrypted = field(query, "encrypt_type") == "aes";
     let (message, signature) = match (encrypted, callback.mode, &callback.aes) {
         (false, Mode::Safe, _) => {
@@ -333,13 +349,7 @@ async fn verify_event(
                 "mode = \"safe\": plaintext messages are refused",
             ));
         }
-        (false, _, _) => {
-            let expected = signature(token, timestamp, nonce);
-            if !super::constant_time_eq(expected.as_bytes(), field(query, "signature").as_bytes()) {
-                return Err(bad_signature());
-            }
-            (body.to_owned(), expected)
-        }
+        (false, _, _) => (body.to_owned(), check_query_signature(callback, query)?),
         (true, _, None) => {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -356,17 +366,13 @@ async fn verify_event(
                     format!("malformed safe-mode XML: {error}"),
                 )
             })?;
-            let expected = msg_signature(token, timestamp, nonce, &envelope.encrypt);
-            if !super::constant_time_eq(
-                expected.as_bytes(),
-                field(query, "msg_signature").as_bytes(),
-            ) {
-                return Err(bad_signature());
-            }
+            let expected =
+                msg_signature(callback.token.expose(), timestamp, nonce, &envelope.encrypt);
+            let signature = check_signature(query, "msg_signature", expected)?;
             let message = key.open(&envelope.encrypt, app_id).map_err(|error| {
                 Refusal::new(StatusCode::BAD_REQUEST, "undecryptable", error.to_string())
             })?;
-            (message, expected)
+            (message, signature)
         }
     };
     let now = state.clock.now();
