@@ -40,14 +40,27 @@ text = "早上好"
 "#;
 
 /// Runs one statement on the daemon's ledger from another connection; returns
-/// the first column of the first row, if any.
+/// the first column of the first row, if any. The daemon may hold the write lock
+/// at that moment: the statement is retried until it succeeds, and an error that
+/// lasts 30 s fails the test (a rename that silently did not happen would leave
+/// the daemon failing for ever).
 fn sql(daemon: &Daemon, statement: &str) -> Option<i64> {
     let url = format!("sqlite:{}", daemon.path("almanac.db").display());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let pool =
             sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
-        let row: Option<(i64,)> = sqlx::query_as(statement).fetch_optional(&pool).await.ok()?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let row: Option<(i64,)> = loop {
+            match sqlx::query_as(statement).fetch_optional(&pool).await {
+                Ok(row) => break row,
+                Err(error) if std::time::Instant::now() < deadline => {
+                    eprintln!("{statement}: {error}; again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("{statement}: {error}"),
+            }
+        };
         pool.close().await;
         row.map(|(value,)| value)
     })
